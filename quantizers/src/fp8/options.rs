@@ -60,11 +60,7 @@ impl Fp8Options {
 
     /// Rounds `x` to the compute dtype (round to nearest even).
     pub(super) fn round(&self, x: f32) -> f32 {
-        match self.compute {
-            DType::BF16 => bf16_bits_to_f32(f32_to_bf16_bits(x)),
-            DType::F16 => f16_bits_to_f32(f32_to_f16_bits(x)),
-            _ => x,
-        }
+        round_to(self.compute, x)
     }
 
     /// The scale for a region whose largest magnitude is `amax`.
@@ -91,6 +87,15 @@ impl Fp8Options {
     /// The code of `w` under `scale`.
     pub(super) fn quantize(&self, w: f32, scale: f32) -> u8 {
         self.format.encode(self.round(w / scale))
+    }
+}
+
+/// `x` rounded to nearest even in `dtype` (BF16 or F16) and widened back; other dtypes keep `x`.
+pub(crate) fn round_to(dtype: DType, x: f32) -> f32 {
+    match dtype {
+        DType::BF16 => bf16_bits_to_f32(f32_to_bf16_bits(x)),
+        DType::F16 => f16_bits_to_f32(f32_to_f16_bits(x)),
+        _ => x,
     }
 }
 

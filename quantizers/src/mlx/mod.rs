@@ -1,1 +1,255 @@
-//! Placeholder, filled in by its issue.
+//! MLX affine quantization, bit for bit with MLX's CPU kernel (`mlx/backend/cpu/quantized.cpp`,
+//! mlx 0.32) and `mx.dequantize`.
+//!
+//! # Layout
+//! For a weight `[..., out, in]`: `weight` is `u32 [..., out, in * bits / 32]`, `scales` and
+//! `biases` are `[..., out, in / group]` in the source dtype (f32, f16 or bf16). Each group of
+//! `group` consecutive elements of a row is one LSB-first bit stream (see `pack.rs`), so a group
+//! fills exactly `group * bits / 32` words and groups never share a word.
+//!
+//! # API
+//! - [`MlxParams::new`]`(group, bits)`: group 32/64/128, bits 2/3/4/5/6/8.
+//! - [`quantize`]`(src, params, dtype) -> MlxQuantized { weight, scales, biases, dtype }`: `src`
+//!   is any row-major tensor whose last dimension is a multiple of `group`. Scales and biases are
+//!   computed in f32 and rounded (nearest even) to `dtype` once, at the end, as MLX stores them;
+//!   [`MlxQuantized::scales_bytes`] / [`MlxQuantized::biases_bytes`] give the stored bytes.
+//! - [`dequantize`]`(weight, scales, biases, params, dtype)`: `scale * q`, then `+ bias`, each
+//!   rounded to `dtype` (MLX's `multiply` then `add` ops).
+//!
+//! Parallel over groups with rayon; results do not depend on the thread count.
+
+mod affine;
+mod pack;
+
+use rayon::prelude::*;
+use wharf_core::DType;
+
+use crate::fp8::round_to;
+use crate::{QuantError, Result};
+
+/// Group size and bit width of an MLX affine quantization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlxParams {
+    group: usize,
+    bits: u32,
+}
+
+impl MlxParams {
+    /// MLX's default for `mlx_lm.convert -q`: group 64, 4 bits.
+    pub const DEFAULT: Self = Self { group: 64, bits: 4 };
+
+    /// Validates `group` ∈ {32, 64, 128} and `bits` ∈ {2, 3, 4, 5, 6, 8}.
+    pub fn new(group: usize, bits: u32) -> Result<Self> {
+        if !matches!(group, 32 | 64 | 128) {
+            return Err(QuantError::Parameter(format!("MLX group size {group}")));
+        }
+        if !matches!(bits, 2 | 3 | 4 | 5 | 6 | 8) {
+            return Err(QuantError::Parameter(format!("MLX bits {bits}")));
+        }
+        Ok(Self { group, bits })
+    }
+
+    /// Elements per group.
+    pub const fn group(self) -> usize {
+        self.group
+    }
+
+    /// Bits per code.
+    pub const fn bits(self) -> u32 {
+        self.bits
+    }
+
+    /// `u32` words one group packs into.
+    pub const fn words_per_group(self) -> usize {
+        self.group * self.bits as usize / 32
+    }
+}
+
+/// The three tensors of one MLX-quantized weight (flattened, row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlxQuantized {
+    /// Packed codes, `len / group * words_per_group` words.
+    pub weight: Vec<u32>,
+    /// One scale per group, each exactly representable in `dtype`.
+    pub scales: Vec<f32>,
+    /// One bias per group, each exactly representable in `dtype`.
+    pub biases: Vec<f32>,
+    /// Storage dtype of scales and biases.
+    pub dtype: DType,
+}
+
+impl MlxQuantized {
+    /// Scales as little-endian bytes of `dtype`.
+    pub fn scales_bytes(&self) -> Vec<u8> {
+        to_bytes(self.dtype, &self.scales)
+    }
+
+    /// Biases as little-endian bytes of `dtype`.
+    pub fn biases_bytes(&self) -> Vec<u8> {
+        to_bytes(self.dtype, &self.biases)
+    }
+}
+
+/// `values` (already representable in `dtype`) as little-endian bytes.
+fn to_bytes(dtype: DType, values: &[f32]) -> Vec<u8> {
+    use wharf_core::cast::{f32_to_bf16_bits, f32_to_f16_bits};
+    match dtype {
+        DType::BF16 => values
+            .iter()
+            .flat_map(|&v| f32_to_bf16_bits(v).to_le_bytes())
+            .collect(),
+        DType::F16 => values
+            .iter()
+            .flat_map(|&v| f32_to_f16_bits(v).to_le_bytes())
+            .collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// Checks that `dtype` is F32, F16 or BF16.
+fn check_dtype(dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => Err(QuantError::Unsupported(other)),
+    }
+}
+
+/// Quantizes `src` (last dimension a multiple of `params.group()`) with scales and biases
+/// stored in `dtype`.
+///
+/// Errors: `Length` if `src.len()` is not a multiple of the group, `NonFinite`, `Unsupported`
+/// for a dtype other than F32/F16/BF16.
+pub fn quantize(src: &[f32], params: MlxParams, dtype: DType) -> Result<MlxQuantized> {
+    check_dtype(dtype)?;
+    let groups = group_count(src.len(), params, "src")?;
+    if let Some(index) = src.par_iter().position_first(|x| !x.is_finite()) {
+        return Err(QuantError::NonFinite { index });
+    }
+    let mut weight = vec![0u32; groups * params.words_per_group()];
+    let mut scales = vec![0f32; groups];
+    let mut biases = vec![0f32; groups];
+    weight
+        .par_chunks_mut(params.words_per_group())
+        .zip(scales.par_iter_mut().zip(biases.par_iter_mut()))
+        .zip(src.par_chunks(params.group))
+        .for_each(|((words, (scale, bias)), group)| {
+            let (s, b) = affine::group_params(group, params.bits);
+            let mut codes = vec![0u32; params.group];
+            affine::group_codes(group, params.bits, s, b, &mut codes);
+            pack::pack(&codes, params.bits, words);
+            *scale = round_to(dtype, s);
+            *bias = round_to(dtype, b);
+        });
+    Ok(MlxQuantized {
+        weight,
+        scales,
+        biases,
+        dtype,
+    })
+}
+
+/// Number of groups in `len` elements, or a `Length` error.
+fn group_count(len: usize, params: MlxParams, what: &'static str) -> Result<usize> {
+    if !len.is_multiple_of(params.group) {
+        return Err(QuantError::Length {
+            dtype: DType::U32,
+            what,
+            expected: len.next_multiple_of(params.group),
+            actual: len,
+        });
+    }
+    Ok(len / params.group)
+}
+
+/// Dequantizes packed codes: `round(round(scale * q) + bias)` in `dtype`, widened to f32.
+///
+/// `scales` and `biases` hold one value per group (`weight.len() / words_per_group`).
+pub fn dequantize(
+    weight: &[u32],
+    scales: &[f32],
+    biases: &[f32],
+    params: MlxParams,
+    dtype: DType,
+) -> Result<Vec<f32>> {
+    check_dtype(dtype)?;
+    let wpg = params.words_per_group();
+    if !weight.len().is_multiple_of(wpg) {
+        return Err(length(
+            "weight",
+            weight.len().next_multiple_of(wpg),
+            weight.len(),
+        ));
+    }
+    let groups = weight.len() / wpg;
+    for (what, got) in [("scales", scales.len()), ("biases", biases.len())] {
+        if got != groups {
+            return Err(length(what, groups, got));
+        }
+    }
+    let mut out = vec![0f32; groups * params.group];
+    out.par_chunks_mut(params.group)
+        .zip(weight.par_chunks(wpg))
+        .zip(scales.par_iter().zip(biases.par_iter()))
+        .for_each(|((dst, words), (&s, &b))| {
+            let mut codes = vec![0u32; params.group];
+            pack::unpack(words, params.bits, &mut codes);
+            for (d, &q) in dst.iter_mut().zip(&codes) {
+                *d = round_to(dtype, round_to(dtype, s * q as f32) + b);
+            }
+        });
+    Ok(out)
+}
+
+/// A `Length` error about the packed weight.
+fn length(what: &'static str, expected: usize, actual: usize) -> QuantError {
+    QuantError::Length {
+        dtype: DType::U32,
+        what,
+        expected,
+        actual,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_validated() {
+        assert!(MlxParams::new(64, 4).is_ok());
+        assert!(matches!(
+            MlxParams::new(16, 4),
+            Err(QuantError::Parameter(_))
+        ));
+        assert!(matches!(
+            MlxParams::new(64, 7),
+            Err(QuantError::Parameter(_))
+        ));
+    }
+
+    #[test]
+    fn round_trip_is_close() {
+        let src: Vec<f32> = (0..256).map(|i| (i as f32 * 0.37).sin()).collect();
+        for bits in [2, 3, 4, 5, 6, 8] {
+            let p = MlxParams::new(32, bits).unwrap();
+            let q = quantize(&src, p, DType::F32).unwrap();
+            assert_eq!(q.weight.len(), 256 * bits as usize / 32);
+            let back = dequantize(&q.weight, &q.scales, &q.biases, p, DType::F32).unwrap();
+            let tol = 2.0 / n(bits);
+            assert!(
+                src.iter().zip(&back).all(|(a, b)| (a - b).abs() <= tol),
+                "{bits}"
+            );
+        }
+    }
+
+    fn n(bits: u32) -> f32 {
+        ((1u32 << bits) - 1) as f32
+    }
+
+    #[test]
+    fn ragged_input_is_a_length_error() {
+        let err = quantize(&[0.0; 40], MlxParams::DEFAULT, DType::F32).unwrap_err();
+        assert!(matches!(err, QuantError::Length { actual: 40, .. }));
+    }
+}

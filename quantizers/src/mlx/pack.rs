@@ -1,0 +1,78 @@
+//! MLX's bit packing: each group's codes form one little-endian bit stream, LSB first, cut into
+//! `u32` words. For 3, 5 and 6 bits a code can straddle two words (MLX writes 8 codes into
+//! 3 or 5 bytes, or 4 codes into 3 bytes, which is the same stream).
+
+/// Packs `codes` (each below `2^bits`) into `out`, which must hold `codes.len() * bits / 32`
+/// words; `codes.len() * bits` must be a multiple of 32.
+pub(super) fn pack(codes: &[u32], bits: u32, out: &mut [u32]) {
+    let mut acc: u64 = 0;
+    let mut filled = 0;
+    let mut words = out.iter_mut();
+    for &code in codes {
+        acc |= u64::from(code) << filled;
+        filled += bits;
+        if filled >= 32 {
+            if let Some(w) = words.next() {
+                *w = acc as u32;
+            }
+            acc >>= 32;
+            filled -= 32;
+        }
+    }
+}
+
+/// Unpacks `out.len()` codes of `bits` bits from `words`.
+pub(super) fn unpack(words: &[u32], bits: u32, out: &mut [u32]) {
+    let mask = (1u64 << bits) - 1;
+    let mut acc: u64 = 0;
+    let mut avail = 0;
+    let mut words = words.iter();
+    for code in out.iter_mut() {
+        if avail < bits {
+            let next = words.next().copied().unwrap_or(0);
+            acc |= u64::from(next) << avail;
+            avail += 32;
+        }
+        *code = (acc & mask) as u32;
+        acc >>= bits;
+        avail -= bits;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn four_bit_element_zero_is_low_nibble() {
+        let codes: Vec<u32> = (0..8).collect();
+        let mut w = [0u32; 1];
+        pack(&codes, 4, &mut w);
+        assert_eq!(w[0], 0x7654_3210);
+    }
+
+    #[test]
+    fn three_bit_codes_straddle_words() {
+        let codes: Vec<u32> = (0..32).map(|i| (i * 5) % 8).collect();
+        let mut w = [0u32; 3];
+        pack(&codes, 3, &mut w);
+        // Code 10 occupies bits 30..33: two bits in word 0, one in word 1.
+        assert_eq!(w[0] >> 30, codes[10] & 3);
+        assert_eq!(w[1] & 1, codes[10] >> 2);
+        let mut back = [0u32; 32];
+        unpack(&w, 3, &mut back);
+        assert_eq!(back.to_vec(), codes);
+    }
+
+    #[test]
+    fn round_trip_all_widths() {
+        for bits in [2u32, 3, 4, 5, 6, 8] {
+            let codes: Vec<u32> = (0..64).map(|i| (i * 7 + 3) % (1 << bits)).collect();
+            let mut w = vec![0u32; 64 * bits as usize / 32];
+            pack(&codes, bits, &mut w);
+            let mut back = vec![0u32; 64];
+            unpack(&w, bits, &mut back);
+            assert_eq!(back, codes, "{bits} bits");
+        }
+    }
+}
