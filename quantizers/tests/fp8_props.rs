@@ -50,3 +50,22 @@ proptest! {
         }
     }
 }
+
+/// Every midpoint between adjacent finite codes, and one ulp either side of it.
+#[test]
+fn midpoints_round_to_even_and_neighbours_do_not() {
+    for fmt in [Fp8Format::E4M3, Fp8Format::E5M2] {
+        let max = fmt.encode(fmt.max());
+        for lo in 0..max {
+            let (a, b) = (fmt.decode(lo), fmt.decode(lo + 1));
+            let mid = (a + b) / 2.0; // exact: both have few mantissa bits
+            let even = if lo % 2 == 0 { lo } else { lo + 1 };
+            let below = f32::from_bits(mid.to_bits() - 1);
+            let above = f32::from_bits(mid.to_bits() + 1);
+            assert_eq!(fmt.encode(mid), even, "{fmt:?} mid {mid:e}");
+            assert_eq!(fmt.encode(below), lo, "{fmt:?} below {mid:e}");
+            assert_eq!(fmt.encode(above), lo + 1, "{fmt:?} above {mid:e}");
+            assert_eq!(fmt.encode(-mid), 0x80 | even, "{fmt:?} -mid {mid:e}");
+        }
+    }
+}

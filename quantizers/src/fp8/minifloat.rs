@@ -35,23 +35,26 @@ impl Spec {
     pub(super) fn encode(self, x: f32) -> u8 {
         let bits = x.to_bits();
         let sign = if bits >> 31 == 1 { 0x80 } else { 0 };
-        if x.is_nan() {
+        let abs = bits & 0x7FFF_FFFF;
+        if abs > 0x7F80_0000 {
             return sign | NAN_CODE;
         }
-        let abs = bits & 0x7FFF_FFFF;
         let mag = if abs >= self.min_normal_bits() {
             self.encode_normal(abs)
         } else {
             self.encode_subnormal(f32::from_bits(abs))
         };
-        sign | mag.min(self.max_code)
+        sign | mag
     }
 
-    /// Magnitude code of a value at or above the smallest normal (may exceed `max_code`).
+    /// Magnitude code of a value at or above the smallest normal, saturated to `max_code`.
     fn encode_normal(self, abs: u32) -> u8 {
-        let rebiased = abs - ((127 - self.bias) << 23);
-        let code = round_shift_even(rebiased, 23 - self.man_bits);
-        u8::try_from(code).unwrap_or(u8::MAX)
+        // Re-bias the exponent (no wrap: `abs` is at least the smallest normal), then round
+        // the dropped mantissa bits to nearest even; a carry moves into the exponent.
+        let v = abs - ((127 - self.bias) << 23);
+        let shift = 23 - self.man_bits;
+        let code = (v + ((1 << (shift - 1)) - 1) + ((v >> shift) & 1)) >> shift;
+        code.min(u32::from(self.max_code)) as u8
     }
 
     /// Magnitude code of a value below the smallest normal: an exact scaling, then one rounding.
@@ -101,27 +104,22 @@ impl Spec {
     }
 }
 
-/// `v >> shift` rounded to nearest, ties to even (`shift >= 1`).
-fn round_shift_even(v: u32, shift: u32) -> u32 {
-    let q = v >> shift;
-    let rem = v & ((1 << shift) - 1);
-    let half = 1 << (shift - 1);
-    if rem > half || (rem == half && q & 1 == 1) {
-        q + 1
-    } else {
-        q
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const E4M3: Spec = Spec {
+        man_bits: 3,
+        bias: 7,
+        max_code: 0x7E,
+        inf_code: None,
+    };
+
     #[test]
-    fn round_shift_ties_to_even() {
-        assert_eq!(round_shift_even(0b1010, 2), 0b10); // 2.5 -> 2
-        assert_eq!(round_shift_even(0b1110, 2), 0b100); // 3.5 -> 4
-        assert_eq!(round_shift_even(0b1011, 2), 0b11); // 2.75 -> 3
-        assert_eq!(round_shift_even(0b1001, 2), 0b10); // 2.25 -> 2
+    fn normal_rounding_ties_to_even() {
+        assert_eq!(E4M3.encode(1.0625), 0x38); // tie 1.0 / 1.125 -> 1.0
+        assert_eq!(E4M3.encode(1.1875), 0x3A); // tie 1.125 / 1.25 -> 1.25
+        assert_eq!(E4M3.encode(f32::from_bits(0x3F88_0001)), 0x39);
+        assert_eq!(E4M3.encode(1.9375), 0x40); // carry into the exponent
     }
 }

@@ -30,8 +30,8 @@ use rayon::prelude::*;
 use wharf_core::DType;
 
 pub use block::{block_grid, dequantize_blocks, quantize_blocks};
-pub(crate) use options::round_to;
 pub use options::{Fp8Options, ZeroScale};
+pub(crate) use options::{check_finite, round_to};
 pub use per_channel::{dequantize_per_channel, quantize_per_channel};
 pub use per_tensor::{dequantize_per_tensor, quantize_per_tensor};
 

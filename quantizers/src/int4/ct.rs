@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use wharf_core::DType;
 
 use super::pack;
-use crate::fp8::round_to;
+use crate::fp8::{check_finite, round_to};
 
 use crate::{QuantError, Result};
 
@@ -107,9 +107,7 @@ pub struct CtPacked {
 pub fn quantize_pack(src: &[f32], rows: usize, cols: usize, p: CtParams) -> Result<CtPacked> {
     p.validate(cols)?;
     super::check_len("weight", rows.checked_mul(cols), src.len())?;
-    if let Some(index) = src.par_iter().position_first(|x| !x.is_finite()) {
-        return Err(QuantError::NonFinite { index });
-    }
+    check_finite(src)?;
     let groups = cols / p.group;
     let mut codes = vec![0u8; src.len()];
     let mut scales = vec![0f32; rows * groups];

@@ -24,8 +24,11 @@ mod pack;
 use rayon::prelude::*;
 use wharf_core::DType;
 
-use crate::fp8::round_to;
+use crate::fp8::{check_finite, round_to};
 use crate::{QuantError, Result};
+
+/// Largest supported group.
+const MAX_GROUP: usize = 128;
 
 /// Group size and bit width of an MLX affine quantization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +125,7 @@ fn check_dtype(dtype: DType) -> Result<()> {
 pub fn quantize(src: &[f32], params: MlxParams, dtype: DType) -> Result<MlxQuantized> {
     check_dtype(dtype)?;
     let groups = group_count(src.len(), params, "src")?;
-    if let Some(index) = src.par_iter().position_first(|x| !x.is_finite()) {
-        return Err(QuantError::NonFinite { index });
-    }
+    check_finite(src)?;
     let mut weight = vec![0u32; groups * params.words_per_group()];
     let mut scales = vec![0f32; groups];
     let mut biases = vec![0f32; groups];
@@ -134,9 +135,10 @@ pub fn quantize(src: &[f32], params: MlxParams, dtype: DType) -> Result<MlxQuant
         .zip(src.par_chunks(params.group))
         .for_each(|((words, (scale, bias)), group)| {
             let (s, b) = affine::group_params(group, params.bits);
-            let mut codes = vec![0u32; params.group];
-            affine::group_codes(group, params.bits, s, b, &mut codes);
-            pack::pack(&codes, params.bits, words);
+            let mut codes = [0u32; MAX_GROUP];
+            let codes = &mut codes[..params.group];
+            affine::group_codes(group, params.bits, s, b, codes);
+            pack::pack(codes, params.bits, words);
             *scale = round_to(dtype, s);
             *bias = round_to(dtype, b);
         });
@@ -191,9 +193,10 @@ pub fn dequantize(
         .zip(weight.par_chunks(wpg))
         .zip(scales.par_iter().zip(biases.par_iter()))
         .for_each(|((dst, words), (&s, &b))| {
-            let mut codes = vec![0u32; params.group];
-            pack::unpack(words, params.bits, &mut codes);
-            for (d, &q) in dst.iter_mut().zip(&codes) {
+            let mut codes = [0u32; MAX_GROUP];
+            let codes = &mut codes[..params.group];
+            pack::unpack(words, params.bits, codes);
+            for (d, &q) in dst.iter_mut().zip(codes.iter()) {
                 *d = round_to(dtype, round_to(dtype, s * q as f32) + b);
             }
         });
