@@ -10,9 +10,13 @@
 pub mod atomic;
 mod error;
 pub mod gguf;
+pub mod hf;
 pub mod json;
 pub mod limits;
 pub mod mmap;
+mod open;
+pub mod pipeline;
 pub mod safetensors;
 
 pub use error::{Error, ErrorKind, Result, from_core};
+pub use open::{AnySource, Format, detect};
