@@ -14,7 +14,7 @@ use wharf_core::LayoutError;
 #[non_exhaustive]
 pub enum ErrorKind {
     /// An operating-system error.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The input ends before a structure it announces (truncated or lying sizes).
     #[error("truncated: needs {need} bytes, {have} available")]
