@@ -34,6 +34,9 @@ TYPES = {
     "Q4_K": (12, 256, 144),
     "Q5_K": (13, 256, 176),
     "Q6_K": (14, 256, 210),
+    "TQ1_0": (34, 256, 54),
+    "TQ2_0": (35, 256, 66),
+    "MXFP4": (39, 32, 17),
 }
 
 
@@ -84,6 +87,14 @@ def edge_rows(rng, n):
     b = np.where(rng.random(256) < 0.9, 0, rng.standard_normal(256)).astype(np.float32)
     blocks.append(b)
     blocks.append((rng.standard_normal(256) ** 3).astype(np.float32))
+    # 32-blocks whose maximum sits just below / at a power of two (MXFP4's exponent, rounding)
+    for ks in ([-20, -3, 0, 1, 5, 10, 13, 20], [-1, 2, 3, 7, 11, 12, 15, 24]):
+        b = (rng.uniform(-0.5, 0.5, 256)).astype(np.float32)
+        for i, k in enumerate(ks):
+            top = np.float32(2.0 ** k)
+            b[32 * i:32 * i + 32] *= top
+            b[32 * i + i] = np.nextafter(top, np.float32(0)) if i % 2 == 0 else -top
+        blocks.append(b)
     allb = np.concatenate(blocks)
     return allb.reshape(-1, n)
 
