@@ -63,7 +63,10 @@ fn fixture_bytes_match_libggml() {
     let buf = std::fs::read(FIXTURE).unwrap();
     let st = SafeTensors::deserialize(&buf).unwrap();
     let x = f32s(&st, "input_f32");
-    for name in TYPES.iter().chain(&["F16", "BF16"]) {
+    for name in TYPES
+        .iter()
+        .chain(&["MXFP4", "TQ1_0", "TQ2_0", "F16", "BF16"])
+    {
         let dtype: DType = name.parse().unwrap();
         let (want, rows) = bytes(&st, &format!("{name}.bytes"));
         let got = encode(dtype, &x, rows, None, want.len());
@@ -75,7 +78,8 @@ fn fixture_bytes_match_libggml() {
 fn fixture_dequantization_matches_gguf_py() {
     let buf = std::fs::read(FIXTURE).unwrap();
     let st = SafeTensors::deserialize(&buf).unwrap();
-    for name in TYPES.iter().chain(&["F16", "BF16"]) {
+    let others = ["MXFP4", "TQ1_0", "TQ2_0", "IQ4_NL", "IQ4_XS", "F16", "BF16"];
+    for name in TYPES.iter().chain(&others) {
         let dtype: DType = name.parse().unwrap();
         let (q, _) = bytes(&st, &format!("{name}.bytes"));
         let want = f32s(&st, &format!("{name}.dequant_gguf_py"));
@@ -103,7 +107,7 @@ fn check_vector_file(path: &str) -> usize {
     for case in &cases {
         let x = f32s(&st, &format!("{case}.input"));
         let im = f32s(&st, &format!("{case}.imatrix"));
-        for name in TYPES {
+        for name in TYPES.iter().chain(&["MXFP4", "TQ1_0", "TQ2_0"]) {
             let dtype: DType = name.parse().unwrap();
             for (suffix, imatrix) in [("", None), (".imatrix", Some(&im[..]))] {
                 let (want, rows) = bytes(&st, &format!("{case}.{name}{suffix}"));
@@ -119,7 +123,7 @@ fn check_vector_file(path: &str) -> usize {
 
 #[test]
 fn generated_vectors_match_libggml() {
-    assert_eq!(check_vector_file(VECTORS), 3 * 10 * 2);
+    assert_eq!(check_vector_file(VECTORS), 3 * 13 * 2);
 }
 
 #[test]

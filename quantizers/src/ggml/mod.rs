@@ -1,16 +1,21 @@
 //! llama.cpp's GGML block types, byte-identical to libggml's quantizers.
 //!
+//! Quantized: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, TQ1_0, TQ2_0.
+//! Decoded: those, plus IQ4_NL and IQ4_XS.
+//!
 //! Without an importance matrix every type reproduces what `ggml_quantize_chunk` writes, which
 //! is the `quantize_row_*_ref` path (ggml/src/ggml-quants.c). With one, the weighted
-//! `quantize_row_*_impl` path is used where libggml has one (Q8_0 ignores the matrix, as libggml
-//! does). Rows are quantized in parallel; each row is computed alone and in a fixed order, so the
-//! bytes do not depend on the thread count.
+//! `quantize_row_*_impl` path is used where libggml has one (Q8_0, MXFP4 and TQ*_0 ignore the
+//! matrix, as libggml does). Rows are quantized in parallel; each row is computed alone and in a
+//! fixed order, so the bytes do not depend on the thread count.
 //!
 //! F32, F16 (round to nearest even) and BF16 (gguf-py rounding, see [`wharf_core::cast`]) are
 //! handled too, so callers can route every GGUF tensor type through [`quantize`].
 
 mod imatrix_util;
+mod iq4;
 mod kquant_util;
+mod mxfp4;
 mod q2_k;
 mod q3_k;
 mod q4_0;
@@ -21,6 +26,7 @@ mod q5_1;
 mod q5_k;
 mod q6_k;
 mod q8_0;
+mod tq;
 
 use rayon::prelude::*;
 use wharf_core::DType;
@@ -33,9 +39,9 @@ type QuantizeRow = fn(&[f32], Option<&[f32]>, &mut [u8]);
 /// Decodes whole blocks: `(block bytes, values)`.
 type DequantizeBlocks = fn(&[u8], &mut [f32]);
 
-/// A block codec.
+/// A block codec (some types are decode-only).
 struct Codec {
-    quantize: QuantizeRow,
+    quantize: Option<QuantizeRow>,
     dequantize: DequantizeBlocks,
 }
 
@@ -45,9 +51,15 @@ const BLOCKS_PER_TASK: usize = 256;
 const DENSE_PER_TASK: usize = 1 << 16;
 
 fn codec(dtype: DType) -> Option<Codec> {
-    let c = |quantize: QuantizeRow, dequantize: DequantizeBlocks| {
+    let c = |q: QuantizeRow, dequantize: DequantizeBlocks| {
         Some(Codec {
-            quantize,
+            quantize: Some(q),
+            dequantize,
+        })
+    };
+    let decode_only = |dequantize: DequantizeBlocks| {
+        Some(Codec {
+            quantize: None,
             dequantize,
         })
     };
@@ -62,6 +74,11 @@ fn codec(dtype: DType) -> Option<Codec> {
         DType::Q4K => c(q4_k::quantize_row, q4_k::dequantize),
         DType::Q5K => c(q5_k::quantize_row, q5_k::dequantize),
         DType::Q6K => c(q6_k::quantize_row, q6_k::dequantize),
+        DType::MXFP4 => c(mxfp4::quantize_row, mxfp4::dequantize),
+        DType::TQ1_0 => c(tq::quantize_row_tq1, tq::dequantize_tq1),
+        DType::TQ2_0 => c(tq::quantize_row_tq2, tq::dequantize_tq2),
+        DType::IQ4NL => decode_only(iq4::dequantize_nl),
+        DType::IQ4XS => decode_only(iq4::dequantize_xs),
         _ => None,
     }
 }
@@ -72,7 +89,7 @@ fn is_dense(dtype: DType) -> bool {
 
 /// Whether [`quantize`] writes `dtype`.
 pub fn can_quantize(dtype: DType) -> bool {
-    is_dense(dtype) || codec(dtype).is_some()
+    is_dense(dtype) || codec(dtype).is_some_and(|c| c.quantize.is_some())
 }
 
 /// Whether [`dequantize`] reads `dtype`.
@@ -155,7 +172,9 @@ pub fn quantize(
             .try_for_each(|(y, x)| cast::encode_f32(dtype, x, y))
             .map_err(|_| QuantError::Unsupported(dtype));
     }
-    let codec = codec(dtype).ok_or(QuantError::Unsupported(dtype))?;
+    let quantize_row = codec(dtype)
+        .and_then(|c| c.quantize)
+        .ok_or(QuantError::Unsupported(dtype))?;
     check_finite(src)?;
     if let Some(im) = imatrix {
         check_finite(im)
@@ -163,7 +182,7 @@ pub fn quantize(
     }
     dst.par_chunks_mut(row_bytes)
         .zip(src.par_chunks(n_per_row))
-        .for_each(|(y, x)| (codec.quantize)(x, imatrix, y));
+        .for_each(|(y, x)| quantize_row(x, imatrix, y));
     Ok(())
 }
 

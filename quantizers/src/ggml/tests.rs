@@ -76,6 +76,9 @@ fn supported_types() {
         assert!(can_quantize(d) && can_dequantize(d), "{d}");
     }
     assert!(!can_quantize(DType::IQ2XXS) && !can_quantize(DType::Q8K));
+    for d in [DType::IQ4NL, DType::IQ4XS] {
+        assert!(can_dequantize(d) && !can_quantize(d), "{d}");
+    }
     let mut out = [0u8; 66];
     let err = quantize(DType::IQ2XXS, &[0.0; 256], 256, None, &mut out);
     assert_eq!(err, Err(QuantError::Unsupported(DType::IQ2XXS)));
