@@ -54,7 +54,10 @@ pub fn f16_bits_to_f32(b: u16) -> f32 {
 /// Whether [`decode_f32`] reads this dtype.
 pub fn decodes_to_f32(dtype: DType) -> bool {
     use DType::*;
-    matches!(dtype, F32 | F16 | BF16 | F64 | Bool | U8 | I8 | U16 | I16 | U32 | I32 | U64 | I64)
+    matches!(
+        dtype,
+        F32 | F16 | BF16 | F64 | Bool | U8 | I8 | U16 | I16 | U32 | I32 | U64 | I64
+    )
 }
 
 /// Whether [`encode_f32`] writes this dtype.
@@ -63,8 +66,11 @@ pub fn encodes_from_f32(dtype: DType) -> bool {
 }
 
 fn check_len(dtype: DType, src: usize, dst: usize, per: usize) -> Result<(), CastError> {
-    if src != dst.checked_mul(per).unwrap_or(usize::MAX) {
-        return Err(CastError { from: dtype, to: DType::F32 });
+    if src != dst.saturating_mul(per) {
+        return Err(CastError {
+            from: dtype,
+            to: DType::F32,
+        });
     }
     Ok(())
 }
@@ -74,7 +80,10 @@ fn check_len(dtype: DType, src: usize, dst: usize, per: usize) -> Result<(), Cas
 /// `src` must hold exactly `dst.len()` elements.
 pub fn decode_f32(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), CastError> {
     use DType::*;
-    let err = CastError { from: dtype, to: F32 };
+    let err = CastError {
+        from: dtype,
+        to: F32,
+    };
     let width = match dtype {
         F32 | U32 | I32 => 4,
         F16 | BF16 | U16 | I16 => 2,
@@ -104,8 +113,14 @@ pub fn decode_f32(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), CastE
                 *d = f64::from_le_bytes(c.try_into().map_err(|_| err)?) as f32;
             }
         }
-        U8 | Bool => dst.iter_mut().zip(src).for_each(|(d, &b)| *d = f32::from(b)),
-        I8 => dst.iter_mut().zip(src).for_each(|(d, &b)| *d = f32::from(b as i8)),
+        U8 | Bool => dst
+            .iter_mut()
+            .zip(src)
+            .for_each(|(d, &b)| *d = f32::from(b)),
+        I8 => dst
+            .iter_mut()
+            .zip(src)
+            .for_each(|(d, &b)| *d = f32::from(b as i8)),
         U16 => {
             for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
                 *d = f32::from(u16::from_le_bytes([c[0], c[1]]));
@@ -145,7 +160,10 @@ pub fn decode_f32(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), CastE
 ///
 /// `dst` must be exactly the size of `src.len()` elements of `dtype`.
 pub fn encode_f32(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), CastError> {
-    let err = CastError { from: DType::F32, to: dtype };
+    let err = CastError {
+        from: DType::F32,
+        to: dtype,
+    };
     match dtype {
         DType::F32 => {
             check_len(dtype, dst.len(), src.len(), 4).map_err(|_| err)?;

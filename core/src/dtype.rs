@@ -172,7 +172,10 @@ impl DType {
     /// Elements per block and bytes per block.
     pub const fn layout(self) -> BlockLayout {
         let r = row(self);
-        BlockLayout { elems: r.2, bytes: r.3 }
+        BlockLayout {
+            elems: r.2,
+            bytes: r.3,
+        }
     }
 
     /// The canonical spelling (safetensors for dense and FP8 types, ggml for blocks).
@@ -198,7 +201,7 @@ impl DType {
     /// Bytes for `n` elements; an error, never a rounding or a wrap.
     pub fn nbytes(self, n: u64) -> Result<u64, LayoutError> {
         let BlockLayout { elems, bytes } = self.layout();
-        if n % u64::from(elems) != 0 {
+        if !n.is_multiple_of(u64::from(elems)) {
             return Err(LayoutError::PartialBlock { dtype: self, n });
         }
         (n / u64::from(elems))
@@ -209,7 +212,10 @@ impl DType {
     /// Bytes of one row of `row_len` elements; the row must hold whole blocks.
     pub fn row_bytes(self, row_len: u64) -> Result<u64, LayoutError> {
         self.nbytes(row_len).map_err(|e| match e {
-            LayoutError::PartialBlock { .. } => LayoutError::PartialRow { dtype: self, row: row_len },
+            LayoutError::PartialBlock { .. } => LayoutError::PartialRow {
+                dtype: self,
+                row: row_len,
+            },
             other => other,
         })
     }
@@ -257,15 +263,27 @@ mod tests {
     fn sub_byte_types_never_have_zero_size() {
         assert_eq!(DType::I4.nbytes(4096).unwrap(), 2048);
         assert_eq!(DType::F4E2M1.nbytes(2).unwrap(), 1);
-        assert!(matches!(DType::I4.nbytes(3), Err(LayoutError::PartialBlock { .. })));
-        assert!(matches!(DType::Q4K.row_bytes(128), Err(LayoutError::PartialRow { .. })));
+        assert!(matches!(
+            DType::I4.nbytes(3),
+            Err(LayoutError::PartialBlock { .. })
+        ));
+        assert!(matches!(
+            DType::Q4K.row_bytes(128),
+            Err(LayoutError::PartialRow { .. })
+        ));
     }
 
     #[test]
     fn ggml_sizes_match_libggml() {
         assert_eq!(DType::Q4_0.nbytes(64).unwrap(), 36);
         assert_eq!(DType::Q6K.nbytes(512).unwrap(), 420);
-        assert_eq!(DType::MXFP4.layout(), BlockLayout { elems: 32, bytes: 17 });
+        assert_eq!(
+            DType::MXFP4.layout(),
+            BlockLayout {
+                elems: 32,
+                bytes: 17
+            }
+        );
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub struct Moe {
 impl Moe {
     /// Whether layer `i` uses experts.
     pub fn is_moe_layer(&self, i: u64) -> bool {
-        i >= self.first_k_dense_replace && i % self.moe_layer_freq.max(1) == 0
+        i >= self.first_k_dense_replace && i.is_multiple_of(self.moe_layer_freq.max(1))
     }
 }
 
@@ -269,23 +269,32 @@ impl ModelSpec {
                 return bad(format!("{name} = {v} exceeds {cap}"));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_heads, self.num_kv_heads
             ));
         }
         if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
-            return bad(format!("rms_norm_eps {} is not in (0, 1)", self.rms_norm_eps));
+            return bad(format!(
+                "rms_norm_eps {} is not in (0, 1)",
+                self.rms_norm_eps
+            ));
         }
         if !(self.rope.theta > 0.0 && self.rope.theta.is_finite()) {
             return bad(format!("rope theta {} is not positive", self.rope.theta));
         }
-        if self.rope.dim == 0 || self.rope.dim % 2 != 0 {
-            return bad(format!("rotary dimension {} is not a positive even number", self.rope.dim));
+        if self.rope.dim == 0 || !self.rope.dim.is_multiple_of(2) {
+            return bad(format!(
+                "rotary dimension {} is not a positive even number",
+                self.rope.dim
+            ));
         }
         if self.mla.is_none() && self.rope.dim > self.head_dim {
-            return bad(format!("rotary dimension {} exceeds head_dim {}", self.rope.dim, self.head_dim));
+            return bad(format!(
+                "rotary dimension {} exceeds head_dim {}",
+                self.rope.dim, self.head_dim
+            ));
         }
         if let Some(mla) = &self.mla {
             if mla.kv_lora_rank == 0 || mla.qk_rope_head_dim == 0 || mla.v_head_dim == 0 {
@@ -313,7 +322,10 @@ impl ModelSpec {
             }
         }
         if self.arch.is_deepseek() != self.mla.is_some() {
-            return bad(format!("{} needs MLA parameters exactly when it is DeepSeek", self.arch));
+            return bad(format!(
+                "{} needs MLA parameters exactly when it is DeepSeek",
+                self.arch
+            ));
         }
         Ok(self)
     }
@@ -361,7 +373,12 @@ pub(crate) mod tests {
             head_dim: 32,
             rms_norm_eps: 1e-5,
             max_position_embeddings: 512,
-            rope: Rope { theta: 1e4, dim: 32, scaling: RopeScaling::None, interleaved: false },
+            rope: Rope {
+                theta: 1e4,
+                dim: 32,
+                scaling: RopeScaling::None,
+                interleaved: false,
+            },
             qkv_bias: false,
             o_bias: false,
             mlp_bias: false,

@@ -91,6 +91,9 @@ mod tests {
 
     #[test]
     fn overflow_is_an_error() {
-        assert_eq!(Shape::new([1 << 32, 1 << 32, 16]).numel(), Err(LayoutError::Overflow));
+        assert_eq!(
+            Shape::new([1 << 32, 1 << 32, 16]).numel(),
+            Err(LayoutError::Overflow)
+        );
     }
 }

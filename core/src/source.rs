@@ -26,7 +26,9 @@ pub trait TensorSource: Send + Sync {
 
     /// Metadata of one tensor, or [`Error::TensorNotFound`].
     fn require(&self, name: &str) -> Result<&TensorMeta> {
-        self.meta(name).ok_or_else(|| Error::TensorNotFound { name: name.to_owned() })
+        self.meta(name).ok_or_else(|| Error::TensorNotFound {
+            name: name.to_owned(),
+        })
     }
 }
 

@@ -16,7 +16,11 @@ pub struct TensorMeta {
 impl TensorMeta {
     /// New metadata.
     pub fn new(name: impl Into<String>, dtype: DType, shape: impl Into<Shape>) -> Self {
-        TensorMeta { name: name.into(), dtype, shape: shape.into() }
+        TensorMeta {
+            name: name.into(),
+            dtype,
+            shape: shape.into(),
+        }
     }
 
     /// Number of elements.
@@ -28,7 +32,9 @@ impl TensorMeta {
     pub fn nbytes(&self) -> Result<u64, LayoutError> {
         if self.dtype.layout().elems > 1 && self.shape.rank() > 0 {
             let row = self.dtype.row_bytes(self.shape.row_len())?;
-            return row.checked_mul(self.shape.rows()?).ok_or(LayoutError::Overflow);
+            return row
+                .checked_mul(self.shape.rows()?)
+                .ok_or(LayoutError::Overflow);
         }
         self.dtype.nbytes(self.numel()?)
     }

@@ -1,1 +1,112 @@
-fn main() {}
+//! Project automation: `cargo xtask ci` is what CI runs (`.ci/run`) and what a newcomer runs.
+//!
+//! - `ci`: `cargo fmt --check`, `cargo clippy -D warnings`, every test, then `interop`.
+//! - `interop`: builds wharf, creates `target/interop-venv` with the pinned real consumers
+//!   (`xtask/requirements.txt`), and runs `xtask/scripts/interop.py` against wharf's outputs.
+
+// Printing progress is this crate's job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn ci() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args(["test", "--workspace", "--locked"]))?;
+    interop()
+}
+
+/// A venv with the pinned requirements; reused while `requirements.txt` is unchanged.
+fn venv() -> Result<PathBuf> {
+    let root = root();
+    let dir = root.join("target/interop-venv");
+    let req = root.join("xtask/requirements.txt");
+    let stamp = dir.join("requirements.stamp");
+    let wanted = std::fs::read_to_string(&req)?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(dir);
+    }
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    run(Command::new(python)
+        .args(["-m", "venv", "--clear"])
+        .arg(&dir))?;
+    let pip = dir.join("bin/pip");
+    run(Command::new(&pip).args(["install", "--quiet", "--upgrade", "pip"]))?;
+    run(Command::new(&pip)
+        .args(["install", "--quiet", "-r"])
+        .arg(&req)
+        // No native build flags, so the library matches the reference vectors on any x86-64.
+        .env("CMAKE_ARGS", "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF")
+        .env("CMAKE_BUILD_PARALLEL_LEVEL", "2"))?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(dir)
+}
+
+fn interop() -> Result<()> {
+    run(cargo().args(["build", "--release", "--locked", "-p", "wharf-cli"]))?;
+    let venv = venv()?;
+    let root = root();
+    let work = tempfile_dir(&root)?;
+    let result = run(Command::new(venv.join("bin/python"))
+        .arg(root.join("xtask/scripts/interop.py"))
+        .arg("--wharf")
+        .arg(root.join("target/release/wharf"))
+        .arg("--fixtures")
+        .arg(root.join("tests/data/fixtures"))
+        .arg("--work")
+        .arg(&work));
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn tempfile_dir(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target/interop-work");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("interop") => interop(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|interop>");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `wharf convert SRC -o OUT [--to safetensors|gguf] [--dtype f32|f16|bf16|keep] [--pre NAME]`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use wharf_converters::AnySource;
+use wharf_converters::atomic::{AtomicDir, ensure_not_input};
+use wharf_converters::gguf::GgufWriter;
+use wharf_converters::hf::{GgufOptions, OutType, plan_gguf};
+use wharf_converters::pipeline::{self, Planned};
+use wharf_converters::safetensors::{SafetensorsWriter, ShardedWriter, plan_shards};
+use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum To {
+    Safetensors,
+    Gguf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+    Keep,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Source: HF folder, safetensors file or GGUF file.
+    pub src: PathBuf,
+    /// Output file (`.gguf`, `.safetensors`) or folder (an HF folder with shards and index).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Output format; defaults from the output's extension.
+    #[arg(long, value_enum)]
+    pub to: Option<To>,
+    /// Storage of float weights (norms and biases stay F32 in GGUF, as llama.cpp keeps them).
+    #[arg(long, value_enum, default_value = "keep")]
+    pub dtype: Dtype,
+    /// Override `tokenizer.ggml.pre` (GGUF output).
+    #[arg(long)]
+    pub pre: Option<String>,
+    /// Largest shard of a folder output, in bytes.
+    #[arg(long, default_value_t = 5_000_000_000)]
+    pub shard_size: u64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let src = AnySource::open(&args.src)?;
+    ensure_not_input(&args.output, &src.paths())?;
+    let to = match args.to {
+        Some(t) => t,
+        None if args.output.extension().is_some_and(|e| e == "gguf") => To::Gguf,
+        None => To::Safetensors,
+    };
+    let n = match to {
+        To::Gguf => to_gguf(&src, &args)?,
+        To::Safetensors if is_folder_target(&args.output) => to_folder(&src, &args)?,
+        To::Safetensors => to_safetensors_file(&src, &args)?,
+    };
+    println!("wrote {} ({n} tensors)", args.output.display());
+    Ok(())
+}
+
+fn is_folder_target(out: &Path) -> bool {
+    out.is_dir() || out.extension().is_none()
+}
+
+fn out_type(d: Dtype) -> OutType {
+    match d {
+        Dtype::F32 => OutType::F32,
+        Dtype::F16 => OutType::F16,
+        Dtype::Bf16 => OutType::BF16,
+        Dtype::Keep => OutType::Keep,
+    }
+}
+
+fn to_gguf(src: &AnySource, args: &Args) -> Result<usize> {
+    let AnySource::Safetensors {
+        source,
+        dir: Some(dir),
+        config: Some((config, spec)),
+    } = src
+    else {
+        bail!(
+            "{}: GGUF output needs an HF folder with config.json (for the architecture keys)",
+            args.src.display()
+        );
+    };
+    let opts = GgufOptions {
+        out: out_type(args.dtype),
+        pre: args.pre.clone(),
+    };
+    let plan = plan_gguf(source, dir, config, spec, &opts)?;
+    let metas: Vec<TensorMeta> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
+    let mut w = GgufWriter::create(&args.output, &plan.kvs, &metas, None)?;
+    pipeline::run(source, &plan.tensors, &mut w, &mut |_| {})?;
+    w.commit()?;
+    Ok(metas.len())
+}
+
+/// Same names and shapes; float storage per `--dtype`.
+fn same_names_plan(src: &AnySource, dtype: Dtype) -> Result<Vec<Planned>> {
+    src.tensors()
+        .iter()
+        .map(|m| {
+            let out = match dtype {
+                _ if !m.dtype.is_float() => m.dtype,
+                Dtype::F32 => DType::F32,
+                Dtype::F16 => DType::F16,
+                Dtype::Bf16 => DType::BF16,
+                Dtype::Keep => m.dtype,
+            };
+            if m.dtype.is_ggml_block() {
+                bail!("tensor `{}` is {}: dequantizing GGML blocks to safetensors is not supported yet", m.name, m.dtype);
+            }
+            Ok(Planned::simple(TensorMeta::new(m.name.clone(), out, m.shape.clone()), m.name.clone()))
+        })
+        .collect()
+}
+
+fn to_safetensors_file(src: &AnySource, args: &Args) -> Result<usize> {
+    let plan = same_names_plan(src, args.dtype)?;
+    let metas: Vec<TensorMeta> = plan.iter().map(|p| p.meta.clone()).collect();
+    let mut w = SafetensorsWriter::create(&args.output, metas, &BTreeMap::new())?;
+    pipeline::run(src, &plan, &mut w, &mut |_| {})?;
+    w.commit()?;
+    Ok(plan.len())
+}
+
+fn to_folder(src: &AnySource, args: &Args) -> Result<usize> {
+    let plan = same_names_plan(src, args.dtype)?;
+    let metas: Vec<TensorMeta> = plan.iter().map(|p| p.meta.clone()).collect();
+    let shards = plan_shards(&metas, args.shard_size)?;
+    let out = AtomicDir::create(&args.output)?;
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_owned(), "pt".to_owned());
+    let mut w = Box::new(ShardedWriter::new(out.path(), shards, meta));
+    pipeline::run(src, &plan, w.as_mut(), &mut |_| {})?;
+    w.finish()?;
+    if let AnySource::Safetensors { dir: Some(dir), .. } = src {
+        copy_side_files(dir, out.path())?;
+    }
+    out.commit()?;
+    Ok(plan.len())
+}
+
+/// Config, generation config and tokenizer files travel with the weights.
+fn copy_side_files(from: &Path, to: &Path) -> Result<()> {
+    for name in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        let p = from.join(name);
+        if p.is_file() {
+            std::fs::copy(&p, to.join(name)).with_context(|| format!("copying {}", p.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `wharf inspect PATH [--json]`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use wharf_converters::AnySource;
+use wharf_core::TensorSource;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A safetensors file, HF folder or GGUF file.
+    path: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let src = AnySource::open(&args.path)?;
+    let report = report(&src)?;
+    if args.json {
+        crate::emit(&(serde_json::to_string_pretty(&report)? + "\n"))
+    } else {
+        crate::emit(&text(&report))
+    }
+}
+
+/// The inspect report as JSON (the `--json` schema, documented in the README).
+pub fn report(src: &AnySource) -> Result<Value> {
+    let mut params = 0u64;
+    let mut bytes = 0u64;
+    let tensors: Vec<Value> = src
+        .tensors()
+        .iter()
+        .map(|m| {
+            let (n, b) = (m.numel().unwrap_or(0), m.nbytes().unwrap_or(0));
+            params += n;
+            bytes += b;
+            json!({"name": m.name, "dtype": m.dtype.name(), "shape": m.shape.dims(), "bytes": b})
+        })
+        .collect();
+    let metadata = match src {
+        AnySource::Gguf(g) => g
+            .kvs()
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+            .collect(),
+        AnySource::Safetensors { source, .. } => source
+            .metadata()
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    };
+    Ok(json!({
+        "format": src.format().name(),
+        "architecture": src.spec().map(|s| s.arch.model_type()).or_else(|| gguf_arch(src)),
+        "parameters": params,
+        "bytes": bytes,
+        "tensors": tensors,
+        "metadata": Value::Object(metadata),
+    }))
+}
+
+fn gguf_arch(src: &AnySource) -> Option<&str> {
+    match src {
+        AnySource::Gguf(g) => g.get("general.architecture").and_then(|v| v.as_str()),
+        AnySource::Safetensors { .. } => None,
+    }
+}
+
+fn text(r: &Value) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "format:       {}", r["format"].as_str().unwrap_or("?"));
+    let _ = writeln!(
+        s,
+        "architecture: {}",
+        r["architecture"].as_str().unwrap_or("unknown")
+    );
+    let _ = writeln!(s, "parameters:   {}", r["parameters"]);
+    let _ = writeln!(s, "bytes:        {}", r["bytes"]);
+    if let Some(meta) = r["metadata"].as_object().filter(|m| !m.is_empty()) {
+        let _ = writeln!(s, "metadata:");
+        for (k, v) in meta {
+            let _ = writeln!(s, "  {k} = {}", v.as_str().unwrap_or_default());
+        }
+    }
+    let _ = writeln!(s, "tensors:");
+    for t in r["tensors"].as_array().into_iter().flatten() {
+        let name = t["name"].as_str().unwrap_or_default();
+        let dtype = t["dtype"].as_str().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  {name:<48} {dtype:<8} {:<20} {}",
+            t["shape"].to_string(),
+            t["bytes"]
+        );
+    }
+    s
+}

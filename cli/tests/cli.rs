@@ -1,0 +1,96 @@
+//! The `wharf` binary's contract: exit codes, one-sentence errors, nothing left on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn wharf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/fixtures")
+        .join(p)
+}
+
+#[test]
+fn bad_input_exits_2_names_the_file_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    let mut bytes = 1000u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{}");
+    std::fs::write(&bad, bytes).unwrap();
+    let out = dir.path().join("out.gguf");
+    let o = wharf(&[
+        "convert",
+        bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the input remains"
+    );
+}
+
+#[test]
+fn convert_refuses_to_overwrite_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("m.safetensors");
+    std::fs::copy(fixture("models/llama/model.safetensors"), &src).unwrap();
+    let o = wharf(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn hf_folder_converts_to_gguf_and_inspects_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.gguf");
+    let o = wharf(&[
+        "convert",
+        fixture("models/qwen2").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = wharf(&["inspect", out.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "gguf");
+    assert_eq!(v["architecture"], "qwen2");
+    assert!(
+        v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "blk.0.attn_q.bias")
+    );
+}
+
+#[test]
+fn demo_runs_and_checks_every_output() {
+    let o = wharf(&["demo"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.trim_end().ends_with(" ok"))
+            .count(),
+        3,
+        "{text}"
+    );
+}

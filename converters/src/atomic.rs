@@ -1,0 +1,293 @@
+//! Output that appears whole or not at all: a temp file (or folder) beside the target, fsync,
+//! rename, fsync of the parent folder. Dropping an uncommitted output removes the temp.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, ErrorKind, Result};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A callback that sees every byte written, in order (streaming hashes use it).
+pub type Tap = Box<dyn FnMut(&[u8]) + Send>;
+
+fn temp_sibling(target: &Path, kind: &str) -> Result<PathBuf> {
+    let name = target.file_name().ok_or_else(|| {
+        Error::new(ErrorKind::Output(format!(
+            "{} has no file name",
+            target.display()
+        )))
+    })?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = format!(
+        ".{}.wharf-{}-{n}.{kind}",
+        name.to_string_lossy(),
+        std::process::id()
+    );
+    Ok(target.with_file_name(tmp))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Makes a rename durable by syncing the folder that holds it.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::from(e).in_file(dir))
+}
+
+/// A file written beside its target and renamed into place on [`AtomicFile::commit`].
+pub struct AtomicFile {
+    target: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    tap: Option<Tap>,
+    written: u64,
+}
+
+impl std::fmt::Debug for AtomicFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtomicFile")
+            .field("target", &self.target)
+            .field("tmp", &self.tmp)
+            .finish()
+    }
+}
+
+impl AtomicFile {
+    /// Starts writing `target`. An existing folder at `target` is refused; an existing file is
+    /// replaced atomically on commit.
+    pub fn create(target: impl AsRef<Path>) -> Result<Self> {
+        let target = target.as_ref().to_path_buf();
+        if target.is_dir() {
+            return Err(Error::new(ErrorKind::Output(format!(
+                "{} is a folder",
+                target.display()
+            ))));
+        }
+        let tmp = temp_sibling(&target, "tmp")?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::from(e).in_file(&tmp))?;
+        Ok(AtomicFile {
+            target,
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            tap: None,
+            written: 0,
+        })
+    }
+
+    /// Calls `tap` with every byte written from now on.
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Flushes, syncs and renames into place, then syncs the folder.
+    pub fn commit(mut self) -> Result<()> {
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("already committed"))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::from(e.into_error()).in_file(&self.tmp))?;
+        file.sync_all()
+            .map_err(|e| Error::from(e).in_file(&self.tmp))?;
+        drop(file);
+        fs::rename(&self.tmp, &self.target).map_err(|e| Error::from(e).in_file(&self.target))?;
+        sync_dir(parent_of(&self.target))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("committed"))?;
+        let n = out.write(buf)?;
+        if let (Some(tap), Some(done)) = (self.tap.as_mut(), buf.get(..n)) {
+            tap(done);
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), |o| o.flush())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A folder built beside its target and renamed into place on [`AtomicDir::commit`].
+#[derive(Debug)]
+pub struct AtomicDir {
+    target: PathBuf,
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl AtomicDir {
+    /// Starts building `target`, which must not exist (an empty folder is accepted and replaced).
+    pub fn create(target: impl AsRef<Path>) -> Result<Self> {
+        let target = target.as_ref().to_path_buf();
+        if let Ok(meta) = fs::symlink_metadata(&target) {
+            let empty_dir = meta.is_dir()
+                && fs::read_dir(&target)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+            if !empty_dir {
+                return Err(Error::new(ErrorKind::Output(format!(
+                    "{} already exists; remove it or choose another output",
+                    target.display()
+                ))));
+            }
+        }
+        let tmp = temp_sibling(&target, "tmpdir")?;
+        fs::create_dir(&tmp).map_err(|e| Error::from(e).in_file(&tmp))?;
+        Ok(AtomicDir {
+            target,
+            tmp,
+            done: false,
+        })
+    }
+
+    /// Where to write the folder's files now.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Syncs the folder and renames it into place.
+    pub fn commit(mut self) -> Result<()> {
+        sync_dir(&self.tmp)?;
+        if self.target.is_dir() {
+            fs::remove_dir(&self.target).map_err(|e| Error::from(e).in_file(&self.target))?;
+        }
+        fs::rename(&self.tmp, &self.target).map_err(|e| Error::from(e).in_file(&self.target))?;
+        self.done = true;
+        sync_dir(parent_of(&self.target))
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Refuses an output path that is one of the inputs (or the same file under another name).
+pub fn ensure_not_input(output: &Path, inputs: &[PathBuf]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(out) = fs::metadata(output) else {
+        return Ok(());
+    };
+    for input in inputs {
+        if let Ok(m) = fs::metadata(input)
+            && m.dev() == out.dev()
+            && m.ino() == out.ino()
+        {
+            return Err(Error::new(ErrorKind::Output(format!(
+                "{} is an input of this command",
+                output.display()
+            ))));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        {
+            let mut f = AtomicFile::create(&target).unwrap();
+            f.write_all(b"partial").unwrap();
+        }
+        assert!(!target.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn committed_file_replaces_target_and_taps_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        fs::write(&target, b"old").unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut f = AtomicFile::create(&target).unwrap();
+        let s = seen.clone();
+        f.set_tap(Box::new(move |b| s.lock().unwrap().extend_from_slice(b)));
+        f.write_all(b"new bytes").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new bytes");
+        assert_eq!(&*seen.lock().unwrap(), b"new bytes");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dir_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("bundle");
+        {
+            let d = AtomicDir::create(&target).unwrap();
+            fs::write(d.path().join("a"), b"x").unwrap();
+        }
+        assert!(!target.exists());
+        let d = AtomicDir::create(&target).unwrap();
+        fs::write(d.path().join("a"), b"x").unwrap();
+        d.commit().unwrap();
+        assert!(target.join("a").exists());
+        assert!(matches!(
+            AtomicDir::create(&target).unwrap_err().kind(),
+            ErrorKind::Output(_)
+        ));
+    }
+
+    #[test]
+    fn refuses_to_overwrite_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        fs::write(&a, b"x").unwrap();
+        let link = dir.path().join("b");
+        fs::hard_link(&a, &link).unwrap();
+        assert!(ensure_not_input(&link, std::slice::from_ref(&a)).is_err());
+        assert!(ensure_not_input(&dir.path().join("c"), &[a]).is_ok());
+    }
+}

@@ -1,0 +1,110 @@
+//! Read-only memory maps of input files, with a check that the file did not change under us.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use memmap2::Mmap;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A memory-mapped input file.
+#[derive(Debug)]
+pub struct Mapped {
+    path: PathBuf,
+    map: Option<Mmap>,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Mapped {
+    /// Maps `path` read-only. Only regular files are accepted.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| Error::from(e).in_file(&path))?;
+        let meta = file.metadata().map_err(|e| Error::from(e).in_file(&path))?;
+        if !meta.is_file() {
+            return Err(
+                Error::new(ErrorKind::UnknownFormat("not a regular file".into())).in_file(&path),
+            );
+        }
+        let len = meta.len();
+        let map = if len == 0 {
+            None
+        } else {
+            // SAFETY: the map is read-only and private to this process. Another process that
+            // truncates or rewrites the file while we read it can still change what we see (or
+            // raise SIGBUS); `ensure_unchanged` detects size and mtime changes at the end of a run,
+            // which is the documented F6 policy.
+            #[allow(unsafe_code)]
+            let m = unsafe { Mmap::map(&file) }.map_err(|e| Error::from(e).in_file(&path))?;
+            Some(m)
+        };
+        Ok(Mapped {
+            path,
+            map,
+            len,
+            modified: meta.modified().ok(),
+        })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// File length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops the pages of `start..start+len` from this process's resident set (the page cache
+    /// keeps them). Only a hint; errors are ignored.
+    pub fn release(&self, start: u64, len: u64) {
+        let (Some(map), Ok(start), Ok(len)) =
+            (&self.map, usize::try_from(start), usize::try_from(len))
+        else {
+            return;
+        };
+        let page = 4096;
+        let aligned = start / page * page;
+        let Some(end) = start.checked_add(len) else {
+            return;
+        };
+        if end > map.len() || end <= aligned {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a read-only file mapping only discards cached pages; a later
+        // access re-reads them from the file, so no data the program relies on is lost.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                aligned,
+                end - aligned,
+            );
+        }
+    }
+
+    /// Fails if the file's size or modification time changed since it was opened.
+    pub fn ensure_unchanged(&self) -> Result<()> {
+        let meta = std::fs::metadata(&self.path).map_err(|e| Error::from(e).in_file(&self.path))?;
+        if meta.len() != self.len || meta.modified().ok() != self.modified {
+            return Err(Error::new(ErrorKind::Output(
+                "input changed while it was being read".into(),
+            ))
+            .in_file(&self.path));
+        }
+        Ok(())
+    }
+}

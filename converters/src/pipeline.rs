@@ -1,0 +1,112 @@
+//! Streaming tensor copy: one output tensor at a time goes from a source to a sink, either as
+//! raw bytes (same storage) or decoded to f32, transformed and re-encoded.
+//!
+//! Peak memory is one output tensor (plus its f32 form when it is transformed), never the model.
+
+use wharf_core::cast::{decode_f32, encode_f32};
+use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
+
+use crate::error::{Error, ErrorKind, Result, from_core};
+
+/// A transformation applied to the f32 values of a tensor (row-major, outer-first shape).
+pub type Transform = Box<dyn Fn(&[f32]) -> Vec<f32> + Send + Sync>;
+
+/// How one output tensor is made.
+pub struct Planned {
+    /// The output tensor.
+    pub meta: TensorMeta,
+    /// Source tensors, concatenated in order (one for most tensors; experts for stacks).
+    pub from: Vec<String>,
+    /// Applied to the concatenated f32 values; `None` keeps values as they are.
+    pub transform: Option<Transform>,
+}
+
+impl std::fmt::Debug for Planned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planned")
+            .field("meta", &self.meta)
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+impl Planned {
+    /// `name` copied (or cast to `dtype`) under a new name and shape.
+    pub fn simple(meta: TensorMeta, from: impl Into<String>) -> Self {
+        Planned {
+            meta,
+            from: vec![from.into()],
+            transform: None,
+        }
+    }
+}
+
+/// Bytes written per sink call when copying raw storage.
+const CHUNK: usize = 8 << 20;
+
+/// Writes every planned tensor into `sink`, calling `progress(i)` after each.
+pub fn run(
+    src: &dyn TensorSource,
+    plan: &[Planned],
+    sink: &mut dyn TensorSink,
+    progress: &mut dyn FnMut(usize),
+) -> Result<()> {
+    for (i, p) in plan.iter().enumerate() {
+        write_one(src, p, sink).map_err(|e| e.in_tensor(&p.meta.name))?;
+        p.from.iter().for_each(|n| src.release(n));
+        progress(i);
+    }
+    Ok(())
+}
+
+fn write_one(src: &dyn TensorSource, p: &Planned, sink: &mut dyn TensorSink) -> Result<()> {
+    let raw = p.transform.is_none()
+        && p.from.len() == 1
+        && p.from
+            .iter()
+            .all(|n| src.meta(n).is_some_and(|m| m.dtype == p.meta.dtype));
+    if raw {
+        let name = p.from.first().map(String::as_str).unwrap_or_default();
+        let bytes = src.bytes(name).map_err(from_core)?;
+        for chunk in bytes.chunks(CHUNK) {
+            sink.write(&p.meta.name, chunk).map_err(from_core)?;
+        }
+        return Ok(());
+    }
+    let mut values = Vec::new();
+    for name in &p.from {
+        values.extend(read_f32(src, name)?);
+    }
+    if let Some(t) = &p.transform {
+        values = t(&values);
+    }
+    let numel = p.meta.numel()? as usize;
+    if values.len() != numel {
+        return Err(Error::new(ErrorKind::Unconvertible(format!(
+            "planned {} values, produced {}",
+            numel,
+            values.len()
+        ))));
+    }
+    let mut out = vec![0u8; p.meta.nbytes()? as usize];
+    encode(p.meta.dtype, &values, &mut out)?;
+    for chunk in out.chunks(CHUNK) {
+        sink.write(&p.meta.name, chunk).map_err(from_core)?;
+    }
+    Ok(())
+}
+
+/// Decodes one source tensor to f32.
+pub fn read_f32(src: &dyn TensorSource, name: &str) -> Result<Vec<f32>> {
+    let meta = src.require(name).map_err(from_core)?;
+    let n = meta.numel()? as usize;
+    let bytes = src.bytes(name).map_err(from_core)?;
+    let mut out = vec![0f32; n];
+    decode_f32(meta.dtype, &bytes, &mut out)
+        .map_err(|e| Error::new(ErrorKind::Unconvertible(e.to_string())).in_tensor(name))?;
+    Ok(out)
+}
+
+fn encode(dtype: DType, values: &[f32], out: &mut [u8]) -> Result<()> {
+    encode_f32(dtype, values, out).map_err(|e| Error::new(ErrorKind::Unconvertible(e.to_string())))
+}
