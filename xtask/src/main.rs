@@ -80,16 +80,32 @@ fn interop() -> Result<()> {
     let venv = venv()?;
     let root = root();
     let work = tempfile_dir(&root)?;
-    let result = run(Command::new(venv.join("bin/python"))
+    run(Command::new(venv.join("bin/python"))
         .arg(root.join("xtask/scripts/interop.py"))
         .arg("--wharf")
         .arg(root.join("target/release/wharf"))
         .arg("--fixtures")
         .arg(root.join("tests/data/fixtures"))
         .arg("--work")
-        .arg(&work));
+        .arg(&work))?;
+    ggml_soak(&venv, &work)?;
     let _ = std::fs::remove_dir_all(&work);
-    result
+    Ok(())
+}
+
+/// Fresh random rows (and edge rows) quantized by libggml itself, compared byte for byte with
+/// wharf's codecs for every GGML type, with and without an importance matrix.
+fn ggml_soak(venv: &Path, work: &Path) -> Result<()> {
+    let root = root();
+    let file = work.join("ggml_soak.safetensors");
+    run(Command::new(venv.join("bin/python"))
+        .arg(root.join("xtask/scripts/gen_ggml_vectors.py"))
+        .arg(&file)
+        .args(["--fuzz", "200"]))?;
+    run(cargo()
+        .args(["test", "--release", "--locked", "-p", "wharf-quantizers", "--test", "ggml_testvec"])
+        .args(["extra_vectors_match_libggml", "--", "--exact"])
+        .env("WHARF_GGML_VECTORS", &file))
 }
 
 fn tempfile_dir(root: &Path) -> Result<PathBuf> {

@@ -1,0 +1,83 @@
+//! Q4_0: blocks of 32 4-bit quants (offset 8) sharing one f16 scale (4.5 bits per weight).
+//!
+//! layout: ggml/src/ggml-common.h `block_q4_0` (`d: f16`, `qs: [u8; 16]`, element `j` in the
+//! low nibble of byte `j`, element `j + 16` in its high nibble).
+//! quantizer: ggml/src/ggml-quants.c `quantize_row_q4_0_ref`; with an importance matrix
+//! `quantize_row_q4_0_impl`.
+
+use super::imatrix_util::{row_sigma2, weights};
+use super::kquant_util::{get_f16, make_qx_quants, put_f16};
+
+const QK: usize = 32;
+const BYTES: usize = 18;
+
+/// Quantizes one row (a whole number of blocks).
+pub(super) fn quantize_row(x: &[f32], imatrix: Option<&[f32]>, y: &mut [u8]) {
+    let (xb, _) = x.as_chunks::<QK>();
+    let (yb, _) = y.as_chunks_mut::<BYTES>();
+    match imatrix {
+        None => xb.iter().zip(yb).for_each(|(x, y)| quantize_block(x, y)),
+        Some(im) => {
+            let sigma2 = row_sigma2(x);
+            let (wb, _) = im.as_chunks::<QK>();
+            for ((x, y), qw) in xb.iter().zip(yb).zip(wb) {
+                quantize_block_weighted(x, qw, sigma2, y);
+            }
+        }
+    }
+}
+
+/// Value of largest magnitude (the first on ties), with its sign.
+fn signed_max(x: &[f32]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+fn quantize_block(x: &[f32; QK], y: &mut [u8; BYTES]) {
+    let d = signed_max(x) / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_f16(&mut y[..2], d);
+    let q = |v: f32| ((v * id + 8.5) as i32).min(15) as u8;
+    for j in 0..QK / 2 {
+        y[2 + j] = q(x[j]) | (q(x[j + QK / 2]) << 4);
+    }
+}
+
+fn quantize_block_weighted(x: &[f32; QK], qw: &[f32; QK], sigma2: f32, y: &mut [u8; BYTES]) {
+    let w: [f32; QK] = weights(x, qw, sigma2);
+    let mut l = [0i8; QK];
+    let d = make_qx_quants(8, x, &mut l, Some(&w));
+    put_f16(&mut y[..2], d);
+    for j in 0..QK / 2 {
+        y[2 + j] = l[j] as u8 | ((l[j + QK / 2] as u8) << 4);
+    }
+}
+
+/// Decodes whole blocks.
+pub(super) fn dequantize(src: &[u8], dst: &mut [f32]) {
+    let (xb, _) = src.as_chunks::<BYTES>();
+    for (b, y) in xb.iter().zip(dst.chunks_exact_mut(QK)) {
+        let d = get_f16(b);
+        for j in 0..QK / 2 {
+            y[j] = (i32::from(b[2 + j] & 0xf) - 8) as f32 * d;
+            y[j + QK / 2] = (i32::from(b[2 + j] >> 4) - 8) as f32 * d;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{check_error_bound, sample};
+    use wharf_core::DType;
+
+    #[test]
+    fn q4_0_error_is_within_one_step() {
+        check_error_bound(DType::Q4_0, &sample(1024, 4), |amax| amax / 8.0 * 1.01);
+    }
+}
