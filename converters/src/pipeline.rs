@@ -41,6 +41,11 @@ impl Planned {
     }
 }
 
+/// Encodes f32 values into a storage the core casts do not cover (GGML blocks, FP8 ...):
+/// `(output tensor, values, output bytes)`.
+pub type Encoder<'a> =
+    &'a (dyn Fn(&TensorMeta, &[f32], &mut [u8]) -> std::result::Result<(), String> + Sync);
+
 /// Bytes written per sink call when copying raw storage.
 const CHUNK: usize = 8 << 20;
 
@@ -51,15 +56,31 @@ pub fn run(
     sink: &mut dyn TensorSink,
     progress: &mut dyn FnMut(usize),
 ) -> Result<()> {
+    run_with(src, plan, sink, progress, None)
+}
+
+/// [`run`] with an encoder for output storages beyond F32/F16/BF16.
+pub fn run_with(
+    src: &dyn TensorSource,
+    plan: &[Planned],
+    sink: &mut dyn TensorSink,
+    progress: &mut dyn FnMut(usize),
+    encoder: Option<Encoder<'_>>,
+) -> Result<()> {
     for (i, p) in plan.iter().enumerate() {
-        write_one(src, p, sink).map_err(|e| e.in_tensor(&p.meta.name))?;
+        write_one(src, p, sink, encoder).map_err(|e| e.in_tensor(&p.meta.name))?;
         p.from.iter().for_each(|n| src.release(n));
         progress(i);
     }
     Ok(())
 }
 
-fn write_one(src: &dyn TensorSource, p: &Planned, sink: &mut dyn TensorSink) -> Result<()> {
+fn write_one(
+    src: &dyn TensorSource,
+    p: &Planned,
+    sink: &mut dyn TensorSink,
+    encoder: Option<Encoder<'_>>,
+) -> Result<()> {
     let raw = p.transform.is_none()
         && p.from.len() == 1
         && p.from
@@ -89,7 +110,12 @@ fn write_one(src: &dyn TensorSource, p: &Planned, sink: &mut dyn TensorSink) -> 
         ))));
     }
     let mut out = vec![0u8; p.meta.nbytes()? as usize];
-    encode(p.meta.dtype, &values, &mut out)?;
+    match encoder {
+        Some(enc) if !wharf_core::cast::encodes_from_f32(p.meta.dtype) => {
+            enc(&p.meta, &values, &mut out).map_err(|e| Error::new(ErrorKind::Unconvertible(e)))?;
+        }
+        _ => encode(p.meta.dtype, &values, &mut out)?,
+    }
     for chunk in out.chunks(CHUNK) {
         sink.write(&p.meta.name, chunk).map_err(from_core)?;
     }
