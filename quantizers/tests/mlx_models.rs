@@ -58,5 +58,8 @@ fn llama_4bit_g64_matches_mlx_lm_convert() {
 /// SHA-256 of `data`, lowercase hex.
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -103,7 +103,15 @@ fn ggml_soak(venv: &Path, work: &Path) -> Result<()> {
         .arg(&file)
         .args(["--fuzz", "200"]))?;
     run(cargo()
-        .args(["test", "--release", "--locked", "-p", "wharf-quantizers", "--test", "ggml_testvec"])
+        .args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            "wharf-quantizers",
+            "--test",
+            "ggml_testvec",
+        ])
         .args(["extra_vectors_match_libggml", "--", "--exact"])
         .env("WHARF_GGML_VECTORS", &file))
 }
