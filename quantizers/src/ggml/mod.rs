@@ -15,6 +15,7 @@
 mod imatrix_util;
 mod iq4;
 mod kquant_util;
+pub mod mix;
 mod mxfp4;
 mod q2_k;
 mod q3_k;
