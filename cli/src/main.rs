@@ -9,6 +9,7 @@
 mod convert;
 mod demo;
 mod inspect;
+mod quantize;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Change format losslessly (or widening): HF folder -> GGUF, GGUF -> safetensors, ...
     Convert(convert::Args),
+    /// Quantize to a GGUF type as llama-quantize does (same per-tensor types, same bytes).
+    Quantize(quantize::Args),
     /// Run the main job on the embedded tiny model and check every output.
     Demo(demo::Args),
 }
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Quantize(a) => quantize::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
