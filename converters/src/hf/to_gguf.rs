@@ -323,12 +323,10 @@ fn stack_experts(
         dims.extend_from_slice(first.shape.dims());
         let name = format!("blk.{layer}.{gguf}.weight");
         let dtype = out_dtype(&name, 3, first.dtype, ot);
-        let identity: Option<crate::pipeline::Transform> =
-            (dtype == first.dtype).then(|| Box::new(|v: &[f32]| v.to_vec()) as _);
         out.push(Planned {
             meta: TensorMeta::new(name, dtype, Shape::new(dims)),
             from,
-            transform: identity,
+            transform: None,
         });
     }
     Ok(out)

@@ -15,6 +15,29 @@ pub(super) const QKX3: QkxParams = QkxParams {
     use_mad: false,
 };
 
+/// Runs a 32-element block quantizer over one row: `plain` per block without an importance
+/// matrix, `weighted(x, qw, sigma2, y)` with one (`quantize_row_*_ref` / `quantize_row_*_impl`).
+pub(super) fn row_blocks<const QK: usize, const BYTES: usize>(
+    x: &[f32],
+    imatrix: Option<&[f32]>,
+    y: &mut [u8],
+    plain: fn(&[f32; QK], &mut [u8; BYTES]),
+    weighted: fn(&[f32; QK], &[f32; QK], f32, &mut [u8; BYTES]),
+) {
+    let (xb, _) = x.as_chunks::<QK>();
+    let (yb, _) = y.as_chunks_mut::<BYTES>();
+    match imatrix {
+        None => xb.iter().zip(yb).for_each(|(x, y)| plain(x, y)),
+        Some(im) => {
+            let sigma2 = row_sigma2(x);
+            let (wb, _) = im.as_chunks::<QK>();
+            for ((x, y), qw) in xb.iter().zip(yb).zip(wb) {
+                weighted(x, qw, sigma2, y);
+            }
+        }
+    }
+}
+
 /// Mean square of a whole row, the `sigma2` of the 32-element `_impl` quantizers.
 pub(super) fn row_sigma2(x: &[f32]) -> f32 {
     sum_squares(x) / x.len() as f32

@@ -5,7 +5,7 @@
 //! quantizer: ggml/src/ggml-quants.c `quantize_row_q5_0_ref`; with an importance matrix
 //! `quantize_row_q5_0_impl`.
 
-use super::imatrix_util::{row_sigma2, weights};
+use super::imatrix_util::{row_blocks, weights};
 use super::kquant_util::{get_f16, make_qx_quants, put_f16};
 
 const QK: usize = 32;
@@ -13,18 +13,7 @@ const BYTES: usize = 22;
 
 /// Quantizes one row (a whole number of blocks).
 pub(super) fn quantize_row(x: &[f32], imatrix: Option<&[f32]>, y: &mut [u8]) {
-    let (xb, _) = x.as_chunks::<QK>();
-    let (yb, _) = y.as_chunks_mut::<BYTES>();
-    match imatrix {
-        None => xb.iter().zip(yb).for_each(|(x, y)| quantize_block(x, y)),
-        Some(im) => {
-            let sigma2 = row_sigma2(x);
-            let (wb, _) = im.as_chunks::<QK>();
-            for ((x, y), qw) in xb.iter().zip(yb).zip(wb) {
-                quantize_block_weighted(x, qw, sigma2, y);
-            }
-        }
-    }
+    row_blocks::<QK, BYTES>(x, imatrix, y, quantize_block, quantize_block_weighted);
 }
 
 /// Stores 32 5-bit quants after the scale(s) that occupy `y[..at]`.

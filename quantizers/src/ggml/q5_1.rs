@@ -5,7 +5,7 @@
 //! quantizer: ggml/src/ggml-quants.c `quantize_row_q5_1_ref`; with an importance matrix
 //! `quantize_row_q5_1_impl`.
 
-use super::imatrix_util::{QKX3, row_sigma2, weights};
+use super::imatrix_util::{QKX3, row_blocks, weights};
 use super::kquant_util::{QkxParams, get_f16, make_qkx_quants, put_f16};
 use super::q5_0::{pack5, unpack5};
 
@@ -14,18 +14,7 @@ const BYTES: usize = 24;
 
 /// Quantizes one row (a whole number of blocks).
 pub(super) fn quantize_row(x: &[f32], imatrix: Option<&[f32]>, y: &mut [u8]) {
-    let (xb, _) = x.as_chunks::<QK>();
-    let (yb, _) = y.as_chunks_mut::<BYTES>();
-    match imatrix {
-        None => xb.iter().zip(yb).for_each(|(x, y)| quantize_block(x, y)),
-        Some(im) => {
-            let sigma2 = row_sigma2(x);
-            let (wb, _) = im.as_chunks::<QK>();
-            for ((x, y), qw) in xb.iter().zip(yb).zip(wb) {
-                quantize_block_weighted(x, qw, sigma2, y);
-            }
-        }
-    }
+    row_blocks::<QK, BYTES>(x, imatrix, y, quantize_block, quantize_block_weighted);
 }
 
 fn quantize_block(x: &[f32; QK], y: &mut [u8; BYTES]) {
