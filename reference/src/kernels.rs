@@ -1,0 +1,126 @@
+//! The numeric kernels: row-block matrix products over [`Weights`], RMSNorm, SiLU, softmax.
+//!
+//! Determinism: every output element is one dot product computed by one task in a fixed order
+//! (eight interleaved partial sums, then a fixed pairwise fold), so results do not depend on the
+//! number of threads. The inner loop is plain slices of equal length, which the compiler
+//! vectorises on x86-64 and aarch64 without target-specific code.
+
+use rayon::prelude::*;
+
+use crate::weights::Weights;
+use crate::{Error, Result};
+
+/// f32 values decoded per task: big enough to amortise the call, small enough for L2.
+const BLOCK_ELEMS: usize = 32 * 1024;
+
+/// `x · y` with eight lanes summed in a fixed order.
+pub fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    let mut acc = [0f32; 8];
+    let (xc, xr) = x.as_chunks::<8>();
+    let (yc, yr) = y.as_chunks::<8>();
+    for (a, b) in xc.iter().zip(yc) {
+        for l in 0..8 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (a, b) in xr.iter().zip(yr) {
+        tail += a * b;
+    }
+    let s = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    (s[0] + s[2]) + (s[1] + s[3]) + tail
+}
+
+/// `y[t, o] = Σ_i x[t, i] · W[o, i]` for the `n` rows of `x`; `y` is `[n, out]` row-major.
+///
+/// The weight is read in row blocks, each dequantized once and used for every token, so the
+/// model is never held in f32.
+pub fn matmul(w: &dyn Weights, name: &str, x: &[f32], n: usize) -> Result<Vec<f32>> {
+    let [rows, cols] = w
+        .shape(name)
+        .ok_or_else(|| Error::MissingWeight(name.to_owned()))?;
+    if x.len() != n * cols {
+        return Err(Error::Shape {
+            name: name.to_owned(),
+            expected: vec![rows, x.len() / n.max(1)],
+            actual: vec![rows, cols],
+        });
+    }
+    let per_task = (BLOCK_ELEMS / cols.max(1)).clamp(1, rows.max(1));
+    let blocks: Vec<Result<Vec<f32>>> = (0..rows.div_ceil(per_task))
+        .into_par_iter()
+        .map(|b| {
+            let start = b * per_task;
+            let br = per_task.min(rows - start);
+            let mut wbuf = vec![0f32; br * cols];
+            w.read_rows(name, start, &mut wbuf)?;
+            let mut out = vec![0f32; br * n];
+            for (r, wrow) in wbuf.chunks_exact(cols).enumerate() {
+                for (t, xrow) in x.chunks_exact(cols).enumerate() {
+                    out[r * n + t] = dot(wrow, xrow);
+                }
+            }
+            Ok(out)
+        })
+        .collect();
+    let mut y = vec![0f32; n * rows];
+    for (b, block) in blocks.into_iter().enumerate() {
+        let block = block?;
+        for (r, vals) in block.chunks_exact(n.max(1)).enumerate() {
+            for (t, v) in vals.iter().enumerate() {
+                y[t * rows + b * per_task + r] = *v;
+            }
+        }
+    }
+    Ok(y)
+}
+
+/// [`matmul`] plus a bias when the weight has one (`name` ends in `.weight`).
+pub fn linear(w: &dyn Weights, name: &str, x: &[f32], n: usize, bias: bool) -> Result<Vec<f32>> {
+    let mut y = matmul(w, name, x, n)?;
+    if bias {
+        let bname = format!("{}.bias", name.strip_suffix(".weight").unwrap_or(name));
+        let b = crate::weights::whole(w, &bname)?;
+        for row in y.chunks_exact_mut(b.len().max(1)) {
+            row.iter_mut().zip(&b).for_each(|(y, b)| *y += b);
+        }
+    }
+    Ok(y)
+}
+
+/// RMSNorm over each `weight.len()`-wide row: `x / sqrt(mean(x²) + eps) * weight`
+/// (transformers `LlamaRMSNorm`, computed in f32).
+pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(weight.len().max(1)) {
+        let ms = dot(row, row) / row.len() as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        row.iter_mut()
+            .zip(weight)
+            .for_each(|(v, w)| *v = w * (*v * inv));
+    }
+}
+
+/// `silu(gate) * up`, in place in `gate`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    gate.iter_mut()
+        .zip(up)
+        .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+}
+
+/// Softmax in place.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    x.iter_mut().for_each(|v| *v /= sum);
+}

@@ -1,0 +1,106 @@
+//! Where the forward pass gets its numbers: logical weights, named as in the HF checkpoint
+//! (`model.layers.0.self_attn.q_proj.weight`), handed out as f32 row blocks dequantized on the
+//! fly from whatever storage the checkpoint uses. Nothing holds a whole model in f32.
+
+mod gguf;
+mod hf;
+
+use std::fmt::Debug;
+
+use wharf_core::model::ModelSpec;
+use wharf_core::{DType, TensorMeta, TensorSource};
+
+pub use gguf::GgufWeights;
+pub use hf::HfWeights;
+
+use crate::{Error, Result};
+
+/// A model's weights in HF semantics, whatever the bytes on disk.
+///
+/// Implementations undo storage-specific layouts (GGUF's permuted Q/K rows, split `kv_b`,
+/// stacked experts) so the forward pass has one meaning for every name.
+pub trait Weights: Send + Sync + Debug {
+    /// The model description the weights belong to.
+    fn spec(&self) -> &ModelSpec;
+
+    /// `[rows, cols]` of the logical weight `name` (1-D tensors are one row), or `None` when the
+    /// checkpoint does not have it.
+    fn shape(&self, name: &str) -> Option<[usize; 2]>;
+
+    /// Writes rows `start ..` of `name` into `out`, whose length is a whole number of rows.
+    fn read_rows(&self, name: &str, start: usize, out: &mut [f32]) -> Result<()>;
+
+    /// llama.cpp's per-frequency rope divisors (`rope_freqs.weight`), when the checkpoint
+    /// stores them instead of a scaling rule in its metadata.
+    fn rope_freq_factors(&self) -> Result<Option<Vec<f32>>> {
+        Ok(None)
+    }
+}
+
+/// The whole of a (small) weight, e.g. a norm vector or bias.
+pub fn whole(w: &dyn Weights, name: &str) -> Result<Vec<f32>> {
+    let [rows, cols] = w
+        .shape(name)
+        .ok_or_else(|| Error::MissingWeight(name.to_owned()))?;
+    let mut out = vec![0f32; rows * cols];
+    w.read_rows(name, 0, &mut out)?;
+    Ok(out)
+}
+
+/// `[rows, cols]` of a stored tensor: the last dimension is the row, the rest are rows.
+pub(crate) fn matrix_shape(meta: &TensorMeta) -> Option<[usize; 2]> {
+    let cols = usize::try_from(meta.shape.row_len()).ok()?;
+    let rows = usize::try_from(meta.shape.rows().ok()?).ok()?;
+    Some([rows.max(1), cols])
+}
+
+fn decode_err(name: &str, reason: impl ToString) -> Error {
+    Error::Decode {
+        name: name.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Dequantizes stored rows `start .. start + out.len() / cols` of a dense or GGML-block tensor.
+pub(crate) fn decode_rows(
+    src: &dyn TensorSource,
+    name: &str,
+    start: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let meta = src
+        .meta(name)
+        .ok_or_else(|| Error::MissingWeight(name.to_owned()))?;
+    let [rows, cols] = matrix_shape(meta).ok_or_else(|| decode_err(name, "shape too large"))?;
+    if cols == 0 || !out.len().is_multiple_of(cols) {
+        return Err(decode_err(name, "output is not a whole number of rows"));
+    }
+    let n = out.len() / cols;
+    if start.checked_add(n).is_none_or(|end| end > rows) {
+        return Err(decode_err(
+            name,
+            format!("rows {start}..+{n} beyond {rows}"),
+        ));
+    }
+    let row_bytes = meta
+        .dtype
+        .row_bytes(cols as u64)
+        .ok()
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| decode_err(name, "row size"))?;
+    let bytes = src.bytes(name)?;
+    let slice = bytes
+        .get(start * row_bytes..(start + n) * row_bytes)
+        .ok_or_else(|| decode_err(name, "truncated"))?;
+    dequantize(meta.dtype, slice, out).map_err(|e| decode_err(name, e))
+}
+
+/// Bytes of any storage wharf reads as a single tensor → f32.
+fn dequantize(dtype: DType, src: &[u8], out: &mut [f32]) -> Result<(), String> {
+    if wharf_quantizers::ggml::can_dequantize(dtype) {
+        return wharf_quantizers::ggml::dequantize(dtype, src, out).map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "{dtype:?} needs a scale tensor or is not a weight storage"
+    ))
+}
