@@ -8,8 +8,11 @@
 
 mod convert;
 mod demo;
+mod export;
 mod inspect;
 mod quantize;
+mod targets_cmd;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -34,6 +37,12 @@ enum Command {
     Convert(convert::Args),
     /// Quantize to a GGUF type as llama-quantize does (same per-tensor types, same bytes).
     Quantize(quantize::Args),
+    /// The target profiles and what each produces.
+    Targets(targets_cmd::Args),
+    /// A complete, verified bundle for one target.
+    Export(export::Args),
+    /// Re-hash a bundle and re-run its reference check.
+    Verify(verify::Args),
     /// Run the main job on the embedded tiny model and check every output.
     Demo(demo::Args),
 }
@@ -67,6 +76,9 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Targets(a) => targets_cmd::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Verify(a) => verify::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,7 @@
 //! rename, fsync of the parent folder. Dropping an uncommitted output removes the temp.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -135,6 +135,20 @@ impl Write for AtomicFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.as_mut().map_or(Ok(()), |o| o.flush())
+    }
+}
+
+/// Seeking is for container writers that patch headers (zip); a tapped file refuses it, since
+/// the tap must see the bytes in file order.
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        if self.tap.is_some() {
+            return Err(io::Error::other("cannot seek a tapped output"));
+        }
+        self.out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("committed"))?
+            .seek(pos)
     }
 }
 

@@ -111,10 +111,15 @@ pub struct Reference {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
-    /// Smallest accepted top-1 agreement with the source over prompt positions.
+    /// Smallest accepted top-1 agreement over the decisive prompt positions (where the
+    /// source's best logit leads the second by at least `decisive_margin`).
     pub min_top1: f64,
+    /// Logit lead (nats) that makes a position decisive.
+    pub decisive_margin: f64,
     /// Largest accepted mean KL(source || bundle) per position, nats.
     pub max_mean_kl: f64,
+    /// Largest accepted KL at any one position, nats.
+    pub max_kl: f64,
 }
 
 /// The bundle's agreement with the source.
@@ -123,6 +128,10 @@ pub struct Thresholds {
 pub struct Metrics {
     /// Fraction of prompt positions whose argmax equals the source's.
     pub top1: f64,
+    /// The same over the decisive positions only (1 when there are none).
+    pub top1_decisive: f64,
+    /// How many positions were decisive.
+    pub decisive_positions: u32,
     /// Mean top-k KL(source || bundle), nats.
     pub mean_kl: f64,
     /// Largest per-position top-k KL, nats.
@@ -131,6 +140,8 @@ pub struct Metrics {
     pub greedy: Vec<u32>,
     /// Fraction of greedy tokens equal to the source's, up to the first difference.
     pub greedy_agreement: f64,
+    /// Whether the metrics met the thresholds at export (false only with `--force`).
+    pub passed: bool,
 }
 
 impl Manifest {

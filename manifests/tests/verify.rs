@@ -55,14 +55,19 @@ fn manifest(dir: &Path) -> Manifest {
             prompt_ids: vec![1, 2, 3],
             thresholds: Thresholds {
                 min_top1: 0.9,
+                decisive_margin: 1.0,
                 max_mean_kl: 0.1,
+                max_kl: 1.0,
             },
             metrics: Metrics {
                 top1: 1.0,
+                top1_decisive: 1.0,
+                decisive_positions: 0,
                 mean_kl: 0.0,
                 max_kl: 0.0,
                 greedy: vec![4, 5],
                 greedy_agreement: 1.0,
+                passed: true,
             },
         },
     }

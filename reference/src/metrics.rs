@@ -13,7 +13,8 @@ pub fn argmax(row: &[f32]) -> u32 {
     best as u32
 }
 
-fn log_sum_exp(row: &[f32]) -> f64 {
+/// Log-sum-exp of a logit row, in f64 (the log-normaliser of its softmax).
+pub fn log_sum_exp(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     max + row
         .iter()

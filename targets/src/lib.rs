@@ -4,10 +4,15 @@
 
 #![warn(missing_docs)]
 
+pub mod bundle;
+pub mod export;
 pub mod gguf;
+pub mod golden;
 pub mod preflight;
 pub mod profile;
+mod runmd;
 pub mod tp;
+pub mod verify;
 
 pub use profile::{Container, Gate, TARGETS, TargetProfile, by_name};
 
@@ -34,6 +39,30 @@ pub enum Error {
     /// The source cannot be written this way.
     #[error("{0}")]
     Unsupported(String),
+    /// The reference forward pass failed.
+    #[error("reference forward pass: {0}")]
+    Reference(String),
+    /// A golden file that cannot be read.
+    #[error("{0}")]
+    Golden(String),
+    /// The bundle is beyond its target's thresholds (nothing was written without `--force`).
+    #[error(
+        "quality gate: decisive top-1 agreement {top1:.3} (min {min_top1}), mean KL {mean_kl:.4} nats (max {max_mean_kl}), max KL {max_kl:.4} (max {limit_max_kl})"
+    )]
+    Gate {
+        /// Measured top-1 agreement over decisive positions.
+        top1: f64,
+        /// Measured mean KL.
+        mean_kl: f64,
+        /// Measured largest KL.
+        max_kl: f64,
+        /// Threshold.
+        min_top1: f64,
+        /// Threshold.
+        max_mean_kl: f64,
+        /// Threshold.
+        limit_max_kl: f64,
+    },
     /// Preflight refused the export before anything was written.
     #[error("preflight refused the export: {}", .0.join("; "))]
     Preflight(Vec<String>),

@@ -1,0 +1,98 @@
+//! A bundle being built: a folder beside the target that appears whole or not at all, whose
+//! files are hashed while they stream out (no second read), closed by `manifest.json`; or the
+//! same folder zipped deterministically into one file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use wharf_converters::atomic::{AtomicDir, AtomicFile, Tap};
+use wharf_manifests::{FileEntry, MANIFEST_FILE, Manifest, SharedHasher};
+
+use crate::Result;
+
+/// A bundle folder under construction.
+#[derive(Debug)]
+pub struct BundleDir {
+    dir: AtomicDir,
+    files: Vec<(String, SharedHasher)>,
+}
+
+impl BundleDir {
+    /// Starts a bundle that will appear at `target` (which must not exist).
+    pub fn create(target: &Path) -> Result<Self> {
+        Ok(BundleDir {
+            dir: AtomicDir::create(target)?,
+            files: Vec::new(),
+        })
+    }
+
+    /// Where the bundle's files are written until it is committed.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Registers `name` as a bundle file and returns the tap its writer must feed.
+    pub fn tap(&mut self, name: &str) -> Tap {
+        let h = SharedHasher::new();
+        let tap = h.tap();
+        self.files.push((name.to_owned(), h));
+        tap
+    }
+
+    /// Writes a small file of the bundle.
+    pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path().join(name);
+        let mut f = AtomicFile::create(&path)?;
+        f.set_tap(self.tap(name));
+        f.write_all(bytes)
+            .map_err(|e| wharf_converters::Error::from(e).in_file(&path))?;
+        f.commit()?;
+        Ok(())
+    }
+
+    /// Every file written so far, sorted.
+    pub fn entries(&self) -> Vec<FileEntry> {
+        let mut v: Vec<FileEntry> = self
+            .files
+            .iter()
+            .map(|(path, h)| {
+                let d = h.digest();
+                FileEntry {
+                    path: path.clone(),
+                    sha256: d.sha256,
+                    bytes: d.bytes,
+                }
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Writes the manifest and renames the folder into place.
+    pub fn commit(self, manifest: &Manifest) -> Result<PathBuf> {
+        write_manifest(self.path(), manifest)?;
+        let target = self.dir.target().to_path_buf();
+        self.dir.commit()?;
+        Ok(target)
+    }
+
+    /// Writes the manifest and zips the folder into `zip_path`; the folder itself is removed.
+    pub fn commit_zip(self, manifest: &Manifest, zip_path: &Path) -> Result<PathBuf> {
+        write_manifest(self.path(), manifest)?;
+        let mut names: Vec<String> = self.files.iter().map(|(n, _)| n.clone()).collect();
+        names.push(MANIFEST_FILE.into());
+        let out = AtomicFile::create(zip_path)?;
+        let out = wharf_manifests::zip::write_zip(out, self.path(), &names)?;
+        out.commit()?;
+        Ok(zip_path.to_path_buf())
+    }
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let path = dir.join(MANIFEST_FILE);
+    let mut f = AtomicFile::create(&path)?;
+    f.write_all(&manifest.to_bytes())
+        .map_err(|e| wharf_converters::Error::from(e).in_file(&path))?;
+    f.commit()?;
+    Ok(())
+}

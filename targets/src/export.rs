@@ -1,0 +1,273 @@
+//! `wharf export`: source → plan → preflight → quantized files (hashed as they stream) →
+//! golden from the full-precision source → metrics of the bundle's own bytes → quality gate →
+//! reference.json, RUN.md, manifest.json → atomic commit (folder or zip).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use wharf_converters::AnySource;
+use wharf_core::model::ModelSpec;
+use wharf_manifests::{FileEntry, Manifest, Recipe, Reference, SCHEMA, Source, Tool};
+use wharf_quantizers::ggml::mix::{Mix, MixOptions};
+use wharf_reference::Model;
+
+use crate::bundle::BundleDir;
+use crate::golden::Golden;
+use crate::preflight::{self, Preflight, Request};
+use crate::profile::{Container, TargetProfile};
+use crate::runmd::{self, RunInfo};
+use crate::{Error, Result, gguf};
+
+/// The prompt used without `--prompt`: the fixtures' golden prompt, folded into the vocabulary.
+pub const DEFAULT_PROMPT_IDS: [u32; 16] = [
+    0, 17, 345, 902, 5, 1000, 77, 256, 511, 3, 640, 129, 888, 42, 700, 13,
+];
+
+/// What `wharf export` was asked for.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The target profile.
+    pub profile: &'static TargetProfile,
+    /// `--scheme`, when given.
+    pub scheme: Option<String>,
+    /// Context length preflight reserves a KV cache for.
+    pub ctx: u64,
+    /// `--memory` in bytes, when given.
+    pub memory: Option<u64>,
+    /// Prompt token ids; [`DEFAULT_PROMPT_IDS`] folded into the vocabulary when `None`.
+    pub prompt_ids: Option<Vec<u32>>,
+    /// Greedy tokens recorded after the prompt.
+    pub max_new: usize,
+    /// Entries per position in the golden.
+    pub top_k: usize,
+    /// Write a zip instead of a folder.
+    pub zip: bool,
+    /// Keep a bundle that fails the quality gate (recorded as failed).
+    pub force: bool,
+}
+
+impl ExportOptions {
+    /// Defaults for `profile`.
+    pub fn new(profile: &'static TargetProfile) -> Self {
+        ExportOptions {
+            profile,
+            scheme: None,
+            ctx: 4096,
+            memory: None,
+            prompt_ids: None,
+            max_new: 8,
+            top_k: 20,
+            zip: false,
+            force: false,
+        }
+    }
+}
+
+/// What an export produced.
+#[derive(Debug)]
+pub struct Exported {
+    /// The bundle folder or zip.
+    pub path: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Preflight's findings.
+    pub preflight: Preflight,
+}
+
+/// Exports `src` to `out` for `opts.profile`.
+pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Exported> {
+    let profile = opts.profile;
+    let scheme = profile.scheme(opts.scheme.as_deref())?.to_owned();
+    let source_model = Model::open(src_path).map_err(|e| Error::Reference(e.to_string()))?;
+    let spec = source_model.spec().clone();
+    let src = AnySource::open(src_path)?;
+    wharf_converters::atomic::ensure_not_input(out, &src.paths())?;
+    let job = match container_of(profile, &scheme) {
+        Container::Gguf => gguf::plan(&src, gguf_mix(&scheme)?, &MixOptions::default())?,
+        other => {
+            return Err(Error::Unsupported(format!(
+                "{} bundles ({other:?}) are not written yet",
+                profile.name
+            )));
+        }
+    };
+    let metas = job.metas();
+    let preflight = preflight::check(&Request {
+        profile,
+        spec: &spec,
+        tensors: &metas,
+        ctx: opts.ctx,
+        memory: opts.memory,
+    });
+    if !preflight.errors.is_empty() {
+        return Err(Error::Preflight(preflight.errors.clone()));
+    }
+    let name = model_name(src_path);
+    let bundle_target = if opts.zip {
+        out.with_extension("zip.parts")
+    } else {
+        out.to_path_buf()
+    };
+    let mut bundle = BundleDir::create(&bundle_target)?;
+    let model_file = format!("{name}-{}.gguf", scheme.trim_start_matches("gguf:"));
+    let tap = bundle.tap(&model_file);
+    gguf::write(&src, &job, &bundle.path().join(&model_file), Some(tap))?;
+
+    let vocab = source_model.vocab_size() as u32;
+    let prompt = opts.prompt_ids.clone().unwrap_or_else(|| {
+        DEFAULT_PROMPT_IDS
+            .iter()
+            .map(|i| i % vocab.max(1))
+            .collect()
+    });
+    let golden = Golden::record(&source_model, &prompt, opts.top_k, opts.max_new)?;
+    drop(source_model);
+    let thresholds = profile.thresholds.thresholds();
+    let bundle_model = Model::open(&bundle.path().join(&model_file))
+        .map_err(|e| Error::Reference(e.to_string()))?;
+    let metrics = golden.measure(&bundle_model, &thresholds)?;
+    drop(bundle_model);
+    if !metrics.passed && !opts.force {
+        return Err(Error::Gate {
+            top1: metrics.top1_decisive,
+            mean_kl: metrics.mean_kl,
+            max_kl: metrics.max_kl,
+            min_top1: thresholds.min_top1,
+            max_mean_kl: thresholds.max_mean_kl,
+            limit_max_kl: thresholds.max_kl,
+        });
+    }
+    bundle.write("reference.json", &golden.to_bytes())?;
+    let bundle_name = out
+        .file_stem()
+        .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
+    let tp = preflight.tp.iter().find(|r| r.ok).map(|r| r.tp);
+    let run = runmd::render(
+        profile,
+        &RunInfo {
+            bundle: &bundle_name,
+            model: &model_file,
+            prompt_ids: &prompt,
+            greedy: &metrics.greedy,
+            tp,
+        },
+    );
+    bundle.write("RUN.md", run.as_bytes())?;
+    let manifest = Manifest {
+        schema: SCHEMA.into(),
+        tool: Tool {
+            name: "wharf".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        created: wharf_manifests::manifest::source_date_epoch(),
+        target: profile.to_json(),
+        source: Source {
+            name,
+            format: src.format().name().into(),
+            files: source_files(src_path)?,
+        },
+        architecture: architecture_json(&spec),
+        recipe: Recipe {
+            scheme,
+            options: Default::default(),
+            tensors: metas
+                .iter()
+                .map(|m| (m.name.clone(), m.dtype.to_string()))
+                .collect(),
+        },
+        files: bundle.entries(),
+        reference: Reference {
+            model: model_file,
+            golden: "reference.json".into(),
+            prompt_ids: prompt,
+            thresholds,
+            metrics,
+        },
+    };
+    let path = if opts.zip {
+        bundle.commit_zip(&manifest, out)?
+    } else {
+        bundle.commit(&manifest)?
+    };
+    Ok(Exported {
+        path,
+        manifest,
+        preflight,
+    })
+}
+
+fn container_of(profile: &TargetProfile, scheme: &str) -> Container {
+    if scheme.starts_with("gguf:") {
+        Container::Gguf
+    } else {
+        profile.container
+    }
+}
+
+fn gguf_mix(scheme: &str) -> Result<Mix> {
+    let ty = scheme.trim_start_matches("gguf:");
+    ty.parse()
+        .map_err(|e| Error::Unsupported(format!("scheme `{scheme}`: {e}")))
+}
+
+fn model_name(src: &Path) -> String {
+    let stem = if src.is_dir() {
+        src.file_name()
+    } else {
+        src.file_stem()
+    };
+    stem.map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Every regular file of the source folder (or the source file), hashed.
+fn source_files(src: &Path) -> Result<Vec<FileEntry>> {
+    let (dir, names): (PathBuf, Vec<String>) = if src.is_dir() {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(src).map_err(|e| io(src, e))? {
+            let entry = entry.map_err(|e| io(src, e))?;
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().map_err(|e| io(src, e))?.is_file() && !file_name.starts_with('.') {
+                names.push(file_name);
+            }
+        }
+        (src.to_path_buf(), names)
+    } else {
+        let parent = src.parent().unwrap_or(Path::new(".")).to_path_buf();
+        (parent, vec![model_name_with_ext(src)])
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let d = wharf_manifests::hash_file(&dir.join(&n))?;
+        out.push(FileEntry {
+            path: n,
+            sha256: d.sha256,
+            bytes: d.bytes,
+        });
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn model_name_with_ext(p: &Path) -> String {
+    p.file_name()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Convert(wharf_converters::Error::from(e).in_file(path))
+}
+
+fn architecture_json(spec: &ModelSpec) -> serde_json::Value {
+    json!({
+        "name": spec.arch.model_type(),
+        "hf_class": spec.arch.hf_class(),
+        "layers": spec.num_layers,
+        "hidden_size": spec.hidden_size,
+        "heads": spec.num_heads,
+        "kv_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+        "vocab_size": spec.vocab_size,
+        "mla": spec.mla.is_some(),
+        "moe_experts": spec.moe.as_ref().map_or(0, |m| m.n_routed_experts),
+    })
+}
