@@ -10,6 +10,7 @@ mod convert;
 mod demo;
 mod inspect;
 mod quantize;
+mod quantize_hf;
 
 use std::process::ExitCode;
 

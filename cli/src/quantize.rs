@@ -45,10 +45,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let Some(ty) = args.scheme.strip_prefix("gguf:") else {
-        bail!(
-            "scheme `{}`: only gguf:<TYPE> schemes are available so far",
-            args.scheme
-        );
+        return crate::quantize_hf::run(&args.src, &args.output, &args.scheme);
     };
     let mix: Mix = ty
         .parse()

@@ -1,6 +1,7 @@
 //! Hugging Face model folders: `config.json`, the tokenizer, and the GGUF mapping.
 
 mod config;
+mod fp8_plan;
 mod keys;
 mod spm;
 pub mod storage;
@@ -9,6 +10,7 @@ mod transforms;
 mod vocab;
 
 pub use config::{architecture, load_config, parse_config};
+pub use fp8_plan::{Fp8Plan, Fp8Scheme, plan_fp8, quantization_config};
 pub use keys::{count_notation, gguf_arch};
 pub use spm::{Piece, parse_pieces};
 pub use to_gguf::{GgufOptions, GgufPlan, OutType, plan as plan_gguf};
