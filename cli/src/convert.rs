@@ -104,7 +104,7 @@ fn to_gguf(src: &AnySource, args: &Args) -> Result<usize> {
 
 /// The input's logical tensors: quantized weights (DeepSeek FP8, compressed-tensors, GPTQ,
 /// MLX) appear under their HF names as F32, dequantized on read.
-fn logical_view(src: &AnySource) -> Result<QuantizedView<'_>> {
+pub(crate) fn logical_view(src: &AnySource) -> Result<QuantizedView<'_>> {
     let config = match src {
         AnySource::Safetensors {
             config: Some((v, _)),
@@ -184,7 +184,7 @@ fn write_dense_config(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Config, generation config and tokenizer files travel with the weights.
-fn copy_side_files(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_side_files(from: &Path, to: &Path) -> Result<()> {
     for name in [
         "config.json",
         "generation_config.json",

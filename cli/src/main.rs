@@ -11,6 +11,7 @@ mod demo;
 mod export;
 mod inspect;
 mod quantize;
+mod quantize_hf;
 mod targets_cmd;
 mod verify;
 

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use wharf_converters::AnySource;
 use wharf_converters::atomic::ensure_not_input;
 use wharf_core::DType;
@@ -43,10 +43,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let Some(ty) = args.scheme.strip_prefix("gguf:") else {
-        bail!(
-            "scheme `{}`: only gguf:<TYPE> schemes are available so far",
-            args.scheme
-        );
+        return crate::quantize_hf::run(&args.src, &args.output, &args.scheme);
     };
     let mix: Mix = ty
         .parse()

@@ -1,7 +1,9 @@
 //! Hugging Face model folders: `config.json`, the tokenizer, and the GGUF mapping.
 
 mod config;
+mod fp8_plan;
 mod keys;
+mod mlx_plan;
 mod spm;
 pub mod storage;
 mod to_gguf;
@@ -9,7 +11,9 @@ mod transforms;
 mod vocab;
 
 pub use config::{architecture, load_config, parse_config};
+pub use fp8_plan::{Fp8Plan, Fp8Scheme, plan_fp8, quantization_config};
 pub use keys::{count_notation, gguf_arch};
+pub use mlx_plan::{MlxPlan, plan_mlx};
 pub use spm::{Piece, parse_pieces};
 pub use to_gguf::{GgufOptions, GgufPlan, OutType, plan as plan_gguf};
 pub use vocab::tokenizer_kvs;
