@@ -4,8 +4,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use wharf_converters::atomic::{AtomicDir, AtomicFile, Tap};
+use wharf_converters::safetensors::TapFactory;
 use wharf_manifests::{FileEntry, MANIFEST_FILE, Manifest, SharedHasher};
 
 use crate::Result;
@@ -14,7 +16,20 @@ use crate::Result;
 #[derive(Debug)]
 pub struct BundleDir {
     dir: AtomicDir,
-    files: Vec<(String, SharedHasher)>,
+    files: Files,
+}
+
+/// The hashers of every file written, shared with the writers' tap factories.
+type Files = Arc<Mutex<Vec<(String, SharedHasher)>>>;
+
+fn register(files: &Files, name: &str) -> Tap {
+    let h = SharedHasher::new();
+    let tap = h.tap();
+    files
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((name.to_owned(), h));
+    tap
 }
 
 impl BundleDir {
@@ -22,7 +37,7 @@ impl BundleDir {
     pub fn create(target: &Path) -> Result<Self> {
         Ok(BundleDir {
             dir: AtomicDir::create(target)?,
-            files: Vec::new(),
+            files: Files::default(),
         })
     }
 
@@ -33,10 +48,13 @@ impl BundleDir {
 
     /// Registers `name` as a bundle file and returns the tap its writer must feed.
     pub fn tap(&mut self, name: &str) -> Tap {
-        let h = SharedHasher::new();
-        let tap = h.tap();
-        self.files.push((name.to_owned(), h));
-        tap
+        register(&self.files, name)
+    }
+
+    /// A tap factory for writers that create several files (shards, index).
+    pub fn tap_factory(&self) -> TapFactory {
+        let files = Arc::clone(&self.files);
+        Box::new(move |name: &str| register(&files, name))
     }
 
     /// Writes a small file of the bundle.
@@ -52,8 +70,8 @@ impl BundleDir {
 
     /// Every file written so far, sorted.
     pub fn entries(&self) -> Vec<FileEntry> {
-        let mut v: Vec<FileEntry> = self
-            .files
+        let files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<FileEntry> = files
             .iter()
             .map(|(path, h)| {
                 let d = h.digest();
@@ -79,7 +97,7 @@ impl BundleDir {
     /// Writes the manifest and zips the folder into `zip_path`; the folder itself is removed.
     pub fn commit_zip(self, manifest: &Manifest, zip_path: &Path) -> Result<PathBuf> {
         write_manifest(self.path(), manifest)?;
-        let mut names: Vec<String> = self.files.iter().map(|(n, _)| n.clone()).collect();
+        let mut names: Vec<String> = self.entries().into_iter().map(|e| e.path).collect();
         names.push(MANIFEST_FILE.into());
         let out = AtomicFile::create(zip_path)?;
         let out = wharf_manifests::zip::write_zip(out, self.path(), &names)?;

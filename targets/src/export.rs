@@ -16,7 +16,7 @@ use crate::golden::Golden;
 use crate::preflight::{self, Preflight, Request};
 use crate::profile::{Container, TargetProfile};
 use crate::runmd::{self, RunInfo};
-use crate::{Error, Result, gguf};
+use crate::{Error, Result, folder, gguf};
 
 /// The prompt used without `--prompt`: the fixtures' golden prompt, folded into the vocabulary.
 pub const DEFAULT_PROMPT_IDS: [u32; 16] = [
@@ -83,15 +83,22 @@ pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Expor
     let src = AnySource::open(src_path)?;
     wharf_converters::atomic::ensure_not_input(out, &src.paths())?;
     let job = match container_of(profile, &scheme) {
-        Container::Gguf => gguf::plan(&src, gguf_mix(&scheme)?, &MixOptions::default())?,
-        other => {
-            return Err(Error::Unsupported(format!(
-                "{} bundles ({other:?}) are not written yet",
-                profile.name
-            )));
+        Container::Gguf => Job::Gguf(gguf::plan(
+            &src,
+            gguf_mix(&scheme)?,
+            &MixOptions::default(),
+        )?),
+        _ => {
+            let folder_scheme = folder::parse_scheme(&scheme).ok_or_else(|| {
+                Error::Unsupported(format!("scheme `{scheme}` is not a folder scheme"))
+            })??;
+            Job::Folder(folder::plan(&src, folder_scheme)?)
         }
     };
-    let metas = job.metas();
+    let metas = match &job {
+        Job::Gguf(j) => j.metas(),
+        Job::Folder(j) => j.metas(),
+    };
     let preflight = preflight::check(&Request {
         profile,
         spec: &spec,
@@ -109,9 +116,8 @@ pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Expor
         out.to_path_buf()
     };
     let mut bundle = BundleDir::create(&bundle_target)?;
-    let model_file = format!("{name}-{}.gguf", scheme.trim_start_matches("gguf:"));
-    let tap = bundle.tap(&model_file);
-    gguf::write(&src, &job, &bundle.path().join(&model_file), Some(tap))?;
+    let model_file = write_model(&src, &job, &mut bundle, &name, &scheme)?;
+    drop(job);
 
     let vocab = source_model.vocab_size() as u32;
     let prompt = opts.prompt_ids.clone().unwrap_or_else(|| {
@@ -194,6 +200,37 @@ pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Expor
         manifest,
         preflight,
     })
+}
+
+/// What gets written.
+enum Job<'a> {
+    Gguf(gguf::GgufJob),
+    Folder(folder::FolderJob<'a>),
+}
+
+/// Writes the model files into the bundle; returns what the reference check loads (the GGUF
+/// file, or `.` for a folder).
+fn write_model(
+    src: &AnySource,
+    job: &Job<'_>,
+    bundle: &mut BundleDir,
+    name: &str,
+    scheme: &str,
+) -> Result<String> {
+    match job {
+        Job::Gguf(j) => {
+            let file = format!("{name}-{}.gguf", scheme.trim_start_matches("gguf:"));
+            let tap = bundle.tap(&file);
+            gguf::write(src, j, &bundle.path().join(&file), Some(tap))?;
+            Ok(file)
+        }
+        Job::Folder(j) => {
+            let dir = bundle.path().to_path_buf();
+            let taps = bundle.tap_factory();
+            j.write(&dir, Some(taps), &mut |n, b| bundle.write(n, b))?;
+            Ok(".".into())
+        }
+    }
 }
 
 fn container_of(profile: &TargetProfile, scheme: &str) -> Container {

@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod export;
+pub mod folder;
 pub mod gguf;
 pub mod golden;
 pub mod preflight;

@@ -14,7 +14,7 @@ use wharf_core::{TensorMeta, TensorSource};
 pub use header::{Entry, Header, dtype_from_str, dtype_to_str};
 pub use index::{INDEX_FILE, ShardIndex};
 pub use write::{
-    SafetensorsWriter, ShardPlan, ShardedWriter, header_bytes, index_json, plan_shards,
+    SafetensorsWriter, ShardPlan, ShardedWriter, TapFactory, header_bytes, index_json, plan_shards,
 };
 
 use crate::error::{Error, ErrorKind, Result};
