@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use wharf_converters::AnySource;
 use wharf_converters::atomic::{AtomicDir, ensure_not_input};
 use wharf_converters::gguf::GgufWriter;
+use wharf_converters::hf::storage::QuantizedView;
 use wharf_converters::hf::{GgufOptions, OutType, plan_gguf};
 use wharf_converters::pipeline::{self, Planned};
 use wharf_converters::safetensors::{SafetensorsWriter, ShardedWriter, plan_shards};
@@ -101,8 +102,21 @@ fn to_gguf(src: &AnySource, args: &Args) -> Result<usize> {
     Ok(metas.len())
 }
 
+/// The input's logical tensors: quantized weights (DeepSeek FP8, compressed-tensors, GPTQ,
+/// MLX) appear under their HF names as F32, dequantized on read.
+fn logical_view(src: &AnySource) -> Result<QuantizedView<'_>> {
+    let config = match src {
+        AnySource::Safetensors {
+            config: Some((v, _)),
+            ..
+        } => Some(v),
+        _ => None,
+    };
+    Ok(QuantizedView::new(src, config)?)
+}
+
 /// Same names and shapes; float storage per `--dtype`.
-fn same_names_plan(src: &AnySource, dtype: Dtype) -> Result<Vec<Planned>> {
+fn same_names_plan(src: &dyn TensorSource, dtype: Dtype) -> Result<Vec<Planned>> {
     src.tensors()
         .iter()
         .map(|m| {
@@ -122,29 +136,51 @@ fn same_names_plan(src: &AnySource, dtype: Dtype) -> Result<Vec<Planned>> {
 }
 
 fn to_safetensors_file(src: &AnySource, args: &Args) -> Result<usize> {
-    let plan = same_names_plan(src, args.dtype)?;
+    let view = logical_view(src)?;
+    let plan = same_names_plan(&view, args.dtype)?;
     let metas: Vec<TensorMeta> = plan.iter().map(|p| p.meta.clone()).collect();
     let mut w = SafetensorsWriter::create(&args.output, metas, &BTreeMap::new())?;
-    pipeline::run(src, &plan, &mut w, &mut |_| {})?;
+    pipeline::run(&view, &plan, &mut w, &mut |_| {})?;
     w.commit()?;
     Ok(plan.len())
 }
 
 fn to_folder(src: &AnySource, args: &Args) -> Result<usize> {
-    let plan = same_names_plan(src, args.dtype)?;
+    let view = logical_view(src)?;
+    let plan = same_names_plan(&view, args.dtype)?;
     let metas: Vec<TensorMeta> = plan.iter().map(|p| p.meta.clone()).collect();
     let shards = plan_shards(&metas, args.shard_size)?;
     let out = AtomicDir::create(&args.output)?;
     let mut meta = BTreeMap::new();
     meta.insert("format".to_owned(), "pt".to_owned());
     let mut w = Box::new(ShardedWriter::new(out.path(), shards, meta));
-    pipeline::run(src, &plan, w.as_mut(), &mut |_| {})?;
+    pipeline::run(&view, &plan, w.as_mut(), &mut |_| {})?;
     w.finish()?;
     if let AnySource::Safetensors { dir: Some(dir), .. } = src {
         copy_side_files(dir, out.path())?;
+        if view.is_quantized() {
+            write_dense_config(dir, out.path())?;
+        }
     }
     out.commit()?;
     Ok(plan.len())
+}
+
+/// config.json without the blocks that declare quantized storage (`quantization_config`,
+/// MLX's `quantization`): the weights written are dense. Key order is kept.
+fn write_dense_config(from: &Path, to: &Path) -> Result<()> {
+    let path = from.join("config.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text)?;
+    if let Some(o) = config.as_object_mut() {
+        o.shift_remove("quantization_config");
+        o.shift_remove("quantization");
+    }
+    let mut out = serde_json::to_string_pretty(&config)?;
+    out.push('\n');
+    std::fs::write(to.join("config.json"), out)?;
+    Ok(())
 }
 
 /// Config, generation config and tokenizer files travel with the weights.

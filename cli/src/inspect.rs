@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::{Value, json};
 use wharf_converters::AnySource;
+use wharf_converters::hf::storage::{LogicalTensor, QuantizedView, Storage, stored_names};
 use wharf_core::TensorSource;
 
 #[derive(clap::Args, Debug)]
@@ -27,17 +28,37 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The inspect report as JSON (the `--json` schema, documented in the README).
+///
+/// Quantized weights are listed once, under their logical HF name and shape, with the dtype
+/// of their codes, a `storage` description and the bytes of all their stored tensors.
 pub fn report(src: &AnySource) -> Result<Value> {
+    let config = match src {
+        AnySource::Safetensors {
+            config: Some((v, _)),
+            ..
+        } => Some(v),
+        _ => None,
+    };
+    let view = QuantizedView::new(src, config)?;
     let mut params = 0u64;
     let mut bytes = 0u64;
-    let tensors: Vec<Value> = src
-        .tensors()
+    let tensors: Vec<Value> = view
+        .logical()
         .iter()
-        .map(|m| {
-            let (n, b) = (m.numel().unwrap_or(0), m.nbytes().unwrap_or(0));
+        .map(|t| {
+            let (n, b) = (t.meta.numel().unwrap_or(0), stored_bytes(src, t));
             params += n;
             bytes += b;
-            json!({"name": m.name, "dtype": m.dtype.name(), "shape": m.shape.dims(), "bytes": b})
+            let stored = stored_names(&t.meta.name, &t.storage);
+            let dtype = stored
+                .first()
+                .and_then(|s| src.meta(s))
+                .map_or(t.meta.dtype, |m| m.dtype);
+            let mut v = json!({"name": t.meta.name, "dtype": dtype.name(), "shape": t.meta.shape.dims(), "bytes": b});
+            if t.storage != Storage::Dense {
+                v["storage"] = Value::String(t.storage.describe());
+            }
+            v
         })
         .collect();
     let metadata = match src {
@@ -60,6 +81,15 @@ pub fn report(src: &AnySource) -> Result<Value> {
         "tensors": tensors,
         "metadata": Value::Object(metadata),
     }))
+}
+
+/// Bytes of every stored tensor behind `t`.
+fn stored_bytes(src: &AnySource, t: &LogicalTensor) -> u64 {
+    stored_names(&t.meta.name, &t.storage)
+        .iter()
+        .filter_map(|n| src.meta(n))
+        .map(|m| m.nbytes().unwrap_or(0))
+        .sum()
 }
 
 fn gguf_arch(src: &AnySource) -> Option<&str> {
@@ -90,11 +120,13 @@ fn text(r: &Value) -> String {
     for t in r["tensors"].as_array().into_iter().flatten() {
         let name = t["name"].as_str().unwrap_or_default();
         let dtype = t["dtype"].as_str().unwrap_or_default();
+        let storage = t["storage"].as_str().map(|x| format!("  ({x})"));
         let _ = writeln!(
             s,
-            "  {name:<48} {dtype:<8} {:<20} {}",
+            "  {name:<48} {dtype:<8} {:<20} {}{}",
             t["shape"].to_string(),
-            t["bytes"]
+            t["bytes"],
+            storage.unwrap_or_default()
         );
     }
     s

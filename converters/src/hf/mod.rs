@@ -3,6 +3,7 @@
 mod config;
 mod keys;
 mod spm;
+pub mod storage;
 mod to_gguf;
 mod transforms;
 mod vocab;
