@@ -6,8 +6,10 @@
 // Printing is this crate's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod compare;
 mod convert;
 mod demo;
+mod infer;
 mod inspect;
 mod quantize;
 
@@ -34,6 +36,10 @@ enum Command {
     Convert(convert::Args),
     /// Quantize to a GGUF type as llama-quantize does (same per-tensor types, same bytes).
     Quantize(quantize::Args),
+    /// Run the reference forward pass: logits, greedy continuation, optional .npy output.
+    Infer(infer::Args),
+    /// Compare two models' predictions on the same tokens (KL, top-1, perplexity, greedy).
+    Compare(compare::Args),
     /// Run the main job on the embedded tiny model and check every output.
     Demo(demo::Args),
 }
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Compare(a) => compare::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
