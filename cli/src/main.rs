@@ -6,9 +6,11 @@
 // Printing is this crate's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod compare;
 mod convert;
 mod demo;
 mod export;
+mod infer;
 mod inspect;
 mod quantize;
 mod quantize_hf;
@@ -44,6 +46,10 @@ enum Command {
     Export(export::Args),
     /// Re-hash a bundle and re-run its reference check.
     Verify(verify::Args),
+    /// Run the reference forward pass: logits, greedy continuation, optional .npy output.
+    Infer(infer::Args),
+    /// Compare two models' predictions on the same tokens (KL, top-1, perplexity, greedy).
+    Compare(compare::Args),
     /// Run the main job on the embedded tiny model and check every output.
     Demo(demo::Args),
 }
@@ -80,6 +86,8 @@ fn main() -> ExitCode {
         Command::Targets(a) => targets_cmd::run(a),
         Command::Export(a) => export::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Compare(a) => compare::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,7 +23,9 @@ mod model;
 pub mod moe;
 pub mod npy;
 pub mod rope;
+mod tokenizer;
 pub mod weights;
 
 pub use error::{Error, Result};
 pub use model::{Cache, Logits, Model};
+pub use tokenizer::Tokenizer;

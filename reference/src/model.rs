@@ -79,11 +79,11 @@ impl Model {
         match src {
             AnySource::Gguf(g) => Model::from_weights(Box::new(GgufWeights::new(g)?)),
             AnySource::Safetensors {
-                config: Some((_, ref spec)),
+                config: Some((ref config, ref spec)),
                 ..
             } => {
-                let spec = spec.clone();
-                Model::from_weights(Box::new(HfWeights::new(src, spec)))
+                let (config, spec) = (config.clone(), spec.clone());
+                Model::from_weights(Box::new(HfWeights::new(src, Some(&config), spec)?))
             }
             AnySource::Safetensors { .. } => Err(Error::Spec(
                 "a safetensors input needs its config.json (open the HF folder)".into(),

@@ -12,14 +12,15 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/fixtures")
 }
 
+fn golden_json(model: &str) -> serde_json::Value {
+    let path = data().join("golden").join(model).join("golden.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The prompt (`golden.json` `input_ids`; the FP8 goldens have no `input_ids.npy`).
 fn golden_ids(model: &str) -> Vec<u32> {
-    let bytes = std::fs::read(data().join("golden").join(model).join("input_ids.npy")).unwrap();
-    npy::decode(&bytes)
-        .unwrap()
-        .data
-        .iter()
-        .map(|&x| x as u32)
-        .collect()
+    let ids = golden_json(model)["input_ids"].as_array().unwrap().clone();
+    ids.iter().map(|v| v.as_u64().unwrap() as u32).collect()
 }
 
 fn golden_logits(model: &str) -> npy::Array {
@@ -27,13 +28,12 @@ fn golden_logits(model: &str) -> npy::Array {
     npy::decode(&bytes).unwrap()
 }
 
+/// The 8 greedy tokens (the FP8 goldens record only the full-recompute ones).
 fn greedy(model: &str) -> Vec<u32> {
-    let j: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data().join("golden").join(model).join("golden.json")).unwrap(),
-    )
-    .unwrap();
-    j["greedy_8_hf_generate"]
-        .as_array()
+    let j = golden_json(model);
+    j.get("greedy_8_hf_generate")
+        .or_else(|| j.get("greedy_8_full_recompute"))
+        .and_then(|v| v.as_array())
         .unwrap()
         .iter()
         .map(|v| v.as_u64().unwrap() as u32)
@@ -93,4 +93,24 @@ fn mistral_bf16() {
 #[test]
 fn deepseek_v3_mla_moe() {
     check("deepseek_v3", "deepseek_v3");
+}
+
+#[test]
+fn deepseek_v3_native_fp8_blocks() {
+    check("deepseek_v3_fp8", "deepseek_v3_fp8");
+}
+
+#[test]
+fn llama_deepseek_fp8_blocks() {
+    check("llama_fp8_block", "llama_fp8_block");
+}
+
+#[test]
+fn llama_compressed_tensors_fp8_block() {
+    check("llama_ct_fp8_block", "llama_ct_fp8_block");
+}
+
+#[test]
+fn llama_compressed_tensors_fp8_per_channel() {
+    check("llama_ct_fp8_dynamic", "llama_ct_fp8_dynamic");
 }

@@ -219,15 +219,7 @@ impl<'a> QuantizedView<'a> {
     /// whose rows are stored as columns: there the whole tensor is decoded and sliced.
     pub fn read_rows(&self, name: &str, rows: Range<usize>) -> Result<Vec<f32>> {
         let t = self.get(name).ok_or_else(|| not_found(name))?;
-        let (n, _) = t.rows_cols();
-        if rows.start > rows.end || rows.end > n {
-            return Err(Error::new(ErrorKind::Unconvertible(format!(
-                "rows {}..{} of a tensor with {n} rows",
-                rows.start, rows.end
-            )))
-            .in_tensor(name));
-        }
-        dequant::read_rows(self.src, t, rows).map_err(|e| e.in_tensor(name))
+        read_logical_rows(self.src, t, rows)
     }
 
     /// The whole logical tensor as f32.
@@ -235,6 +227,25 @@ impl<'a> QuantizedView<'a> {
         let t = self.get(name).ok_or_else(|| not_found(name))?;
         self.read_rows(name, 0..t.rows_cols().0)
     }
+}
+
+/// Rows `rows` of the logical tensor `t` read straight from `src`: for owners of a source that
+/// keep the [`QuantizedView::logical`] table rather than a view borrowing the source.
+pub fn read_logical_rows(
+    src: &dyn TensorSource,
+    t: &LogicalTensor,
+    rows: Range<usize>,
+) -> Result<Vec<f32>> {
+    let name = &t.meta.name;
+    let (n, _) = t.rows_cols();
+    if rows.start > rows.end || rows.end > n {
+        return Err(Error::new(ErrorKind::Unconvertible(format!(
+            "rows {}..{} of a tensor with {n} rows",
+            rows.start, rows.end
+        )))
+        .in_tensor(name));
+    }
+    dequant::read_rows(src, t, rows).map_err(|e| e.in_tensor(name))
 }
 
 fn not_found(name: &str) -> Error {

@@ -1,0 +1,123 @@
+//! `wharf infer MODEL [--ids ...|--prompt TEXT] [--max-new N] [--logits-out FILE.npy] [--json]`:
+//! the reference forward pass on any model wharf reads.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use wharf_converters::atomic::AtomicFile;
+use wharf_reference::{Model, Tokenizer, npy};
+
+/// Where the input tokens come from.
+#[derive(clap::Args, Debug)]
+pub struct Input {
+    /// Token ids, comma separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
+    pub ids: Option<Vec<u32>>,
+    /// Text, tokenized with the model's own tokenizer (tokenizer.json or GGUF vocabulary).
+    #[arg(long)]
+    pub prompt: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// An HF folder (config.json + safetensors, dense or quantized) or a GGUF file.
+    model: PathBuf,
+    #[command(flatten)]
+    input: Input,
+    /// Tokens to generate greedily after the input.
+    #[arg(long, default_value_t = 16)]
+    max_new: usize,
+    /// Write the logits of every input position, `[n, vocab]` f32, to this .npy file.
+    #[arg(long)]
+    logits_out: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Token ids from `--ids`, or `--prompt` through the tokenizer found beside `model`.
+pub fn resolve_ids(input: &Input, text: Option<&str>, models: &[&Path]) -> Result<Vec<u32>> {
+    if let Some(ids) = &input.ids {
+        return Ok(ids.clone());
+    }
+    let Some(text) = input.prompt.as_deref().or(text) else {
+        bail!("give the input as --ids or --prompt");
+    };
+    let mut last = None;
+    for m in models {
+        match Tokenizer::open(m) {
+            Ok(t) => return Ok(t.encode(text)?),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::Error::from(
+        last.context("no model to take a tokenizer from")?,
+    ))
+    .context("cannot tokenize the prompt")
+}
+
+/// Opens a model, naming the path on failure.
+pub fn open(path: &Path) -> Result<Model> {
+    Model::open(path).with_context(|| format!("opening {}", path.display()))
+}
+
+/// Writes `[rows, cols]` f32 values as .npy, atomically.
+pub fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(&npy::encode_f32(&[rows, cols], data))
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.commit()?;
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model = open(&args.model)?;
+    let ids = resolve_ids(&args.input, None, &[&args.model])?;
+    let t0 = Instant::now();
+    let logits = model.logits(&ids)?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    if let Some(out) = &args.logits_out {
+        write_npy(out, logits.n_pos, logits.vocab, &logits.data)?;
+    }
+    let t1 = Instant::now();
+    let generated = model.generate(&ids, args.max_new)?;
+    let gen_s = t1.elapsed().as_secs_f64();
+    let text = Tokenizer::open(&args.model)
+        .ok()
+        .and_then(|t| t.decode(&generated).ok());
+    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    let report = json!({
+        "model": args.model.display().to_string(),
+        "architecture": model.spec().arch.to_string(),
+        "input_ids": ids,
+        "next_token": logits.argmax().last(),
+        "generated": generated,
+        "text": text,
+        "prompt_tokens_per_s": rate(ids.len(), prefill_s),
+        // Generation re-runs the prompt as its first step, then one token per step.
+        "generate_tokens_per_s": rate(generated.len(), gen_s),
+        "logits_out": args.logits_out.as_ref().map(|p| p.display().to_string()),
+    });
+    if args.json {
+        return crate::emit(&(serde_json::to_string_pretty(&report)? + "\n"));
+    }
+    let mut s = format!(
+        "model      {} ({})\ninput ids  {:?}\ngenerated  {:?}\n",
+        args.model.display(),
+        model.spec().arch,
+        ids,
+        generated
+    );
+    if let Some(t) = text {
+        s += &format!("text       {t:?}\n");
+    }
+    s += &format!(
+        "speed      prompt {:.1} tok/s, generation {:.1} tok/s\n",
+        rate(ids.len(), prefill_s),
+        rate(generated.len(), gen_s)
+    );
+    crate::emit(&s)
+}

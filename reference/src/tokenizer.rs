@@ -1,0 +1,170 @@
+//! Text → token ids for `--prompt`: an HF `tokenizer.json` through the `tokenizers` crate, or a
+//! GGUF `tokenizer.ggml.*` BPE vocabulary rebuilt as the same kind of tokenizer.
+//!
+//! A GGUF `gpt2` vocabulary becomes a byte-level BPE: tokens and merges as stored, control and
+//! user-defined tokens (`token_type` 3 and 4) as added tokens, and the pre-tokenizer regex that
+//! `tokenizer.ggml.pre` names (llama.cpp `src/llama-vocab.cpp`, `LLAMA_VOCAB_PRE_TYPE_*`).
+//! SentencePiece vocabularies (`tokenizer.model`, GGUF `llama`) are not supported yet.
+
+use std::path::Path;
+
+use serde_json::{Value as Json, json};
+use wharf_converters::gguf::{GgufFile, Value};
+use wharf_converters::{Format, detect};
+
+use crate::{Error, Result};
+
+/// llama.cpp's `LLAMA_VOCAB_PRE_TYPE_LLAMA3` split regex.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// llama.cpp's `LLAMA_VOCAB_PRE_TYPE_QWEN2` split regex (digits one at a time).
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A model's tokenizer.
+#[derive(Debug, Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Prepended by [`Tokenizer::encode`] (GGUF `add_bos_token`; HF folders do this in their
+    /// post-processor instead).
+    bos: Option<u32>,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// From an HF folder (its `tokenizer.json`), a `tokenizer.json` file, or a GGUF file.
+    pub fn open(path: &Path) -> Result<Tokenizer> {
+        match detect(path)? {
+            Format::Gguf => Tokenizer::from_gguf(&GgufFile::open(path)?),
+            Format::HfFolder => {
+                let file = path.join("tokenizer.json");
+                if !file.is_file() {
+                    return Err(Error::Tokenizer(format!(
+                        "{} has no tokenizer.json (SentencePiece tokenizer.model is not supported yet)",
+                        path.display()
+                    )));
+                }
+                Tokenizer::from_json_file(&file)
+            }
+            Format::Safetensors => Tokenizer::from_json_file(path),
+        }
+    }
+
+    /// From a `tokenizer.json` file.
+    pub fn from_json_file(path: &Path) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        Ok(Tokenizer { inner, bos: None })
+    }
+
+    /// From a GGUF file's `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer> {
+        let model = file.get("tokenizer.ggml.model").and_then(Value::as_str);
+        if model != Some("gpt2") {
+            return Err(Error::Tokenizer(format!(
+                "GGUF tokenizer model {model:?} is not supported (only gpt2 BPE)"
+            )));
+        }
+        let strings = |key: &str| -> Result<Vec<String>> {
+            let arr = file
+                .get(key)
+                .and_then(Value::as_array)
+                .ok_or_else(|| Error::Tokenizer(format!("GGUF has no {key}")))?;
+            arr.iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| tok_err(format!("{key}: not a string")))
+                })
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<u64> = file
+            .get("tokenizer.ggml.token_type")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect())
+            .unwrap_or_default();
+        let pre = file
+            .get("tokenizer.ggml.pre")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let json = bpe_json(&tokens, &merges, &types, pre)?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes()).map_err(tok_err)?;
+        let add_bos = file
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let bos = file
+            .get("tokenizer.ggml.bos_token_id")
+            .and_then(Value::as_u64)
+            .and_then(|b| u32::try_from(b).ok())
+            .filter(|_| add_bos);
+        Ok(Tokenizer { inner, bos })
+    }
+
+    /// The ids of `text`, with the special tokens the model's tokenizer adds (BOS).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, true).map_err(tok_err)?;
+        let mut ids: Vec<u32> = self.bos.into_iter().collect();
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// The text of `ids` (special tokens skipped).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(tok_err)
+    }
+}
+
+/// A `tokenizer.json` document for a byte-level BPE vocabulary.
+fn bpe_json(tokens: &[String], merges: &[String], types: &[u64], pre: &str) -> Result<Json> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |re: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false},
+            byte_level(false),
+        ]})
+    };
+    let pre_tokenizer = match pre {
+        "default" | "gpt-2" => byte_level(true),
+        "llama3" | "llama-bpe" | "smaug-bpe" | "falcon3" => split(LLAMA3_SPLIT),
+        "qwen2" | "deepseek-r1-qwen" => split(QWEN2_SPLIT),
+        other => {
+            return Err(Error::Tokenizer(format!(
+                "GGUF pre-tokenizer `{other}` is not supported"
+            )));
+        }
+    };
+    let vocab: serde_json::Map<String, Json> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    let added: Vec<Json> = tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let ty = types.get(i).copied().unwrap_or(1);
+            (ty == 3 || ty == 4).then(|| {
+                json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                       "rstrip": false, "normalized": ty == 4, "special": ty == 3})
+            })
+        })
+        .collect();
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": merges},
+    }))
+}
