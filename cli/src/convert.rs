@@ -8,7 +8,7 @@ use wharf_converters::AnySource;
 use wharf_converters::atomic::{AtomicDir, ensure_not_input};
 use wharf_converters::gguf::GgufWriter;
 use wharf_converters::hf::storage::QuantizedView;
-use wharf_converters::hf::{GgufOptions, OutType, plan_gguf};
+use wharf_converters::hf::{GgufOptions, OutType, plan_gguf_logical};
 use wharf_converters::pipeline::{self, Planned};
 use wharf_converters::safetensors::{SafetensorsWriter, ShardedWriter, plan_shards};
 use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
@@ -94,10 +94,12 @@ fn to_gguf(src: &AnySource, args: &Args) -> Result<usize> {
         out: out_type(args.dtype),
         pre: args.pre.clone(),
     };
-    let plan = plan_gguf(source, dir, config, spec, &opts)?;
+    // Quantized folders (DeepSeek FP8, compressed-tensors, ...) are read dequantized.
+    let view = logical_view(src)?;
+    let plan = plan_gguf_logical(source, &view, dir, config, spec, &opts)?;
     let metas: Vec<TensorMeta> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
     let mut w = GgufWriter::create(&args.output, &plan.kvs, &metas, None)?;
-    pipeline::run(source, &plan.tensors, &mut w, &mut |_| {})?;
+    pipeline::run(&view, &plan.tensors, &mut w, &mut |_| {})?;
     w.commit()?;
     Ok(metas.len())
 }

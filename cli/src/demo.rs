@@ -1,20 +1,21 @@
 //! `wharf demo`: the main job on the embedded tiny model, end to end, with every output checked.
 //!
 //! The model is the fixture llama's config and tokenizer with weights drawn from a fixed-seed
-//! generator (so the binary stays small). It is written as an HF folder, converted to GGUF
-//! (F32 and BF16) and back to safetensors, and every output is re-opened with the strict
-//! readers and compared with the source.
+//! generator (so the binary stays small). It is written as an HF folder, exported to every
+//! target (GGUF for the Pis, MLX for Apple silicon, FP8 blocks for H800) and every bundle is
+//! verified: files re-hashed, reference forward pass re-run against the golden.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, ensure};
-use wharf_converters::AnySource;
 use wharf_converters::safetensors::SafetensorsWriter;
-use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
+use wharf_core::{DType, TensorMeta, TensorSink};
+use wharf_targets::TARGETS;
+use wharf_targets::export::{ExportOptions, export};
+use wharf_targets::verify::verify;
 
 use crate::CheckFailed;
-use crate::convert::{self, Dtype, To};
 
 const CONFIG: &str = include_str!("../../tests/data/fixtures/models/llama/config.json");
 const TOKENIZER: &str = include_str!("../../tests/data/fixtures/models/llama/tokenizer.json");
@@ -123,17 +124,6 @@ fn write_model(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn convert(src: &Path, out: &Path, to: To, dtype: Dtype) -> Result<()> {
-    convert::run(convert::Args {
-        src: src.into(),
-        output: out.into(),
-        to: Some(to),
-        dtype,
-        pre: None,
-        shard_size: 5_000_000_000,
-    })
-}
-
 pub fn run(args: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let root = args
@@ -142,60 +132,29 @@ pub fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let model = root.join("tiny-llama");
     write_model(&model)?;
-    let f32_gguf = root.join("tiny-llama-f32.gguf");
-    let bf16_gguf = root.join("tiny-llama-bf16.gguf");
-    let back = root.join("tiny-llama-from-gguf.safetensors");
-    convert(&model, &f32_gguf, To::Gguf, Dtype::F32)?;
-    convert(&model, &bf16_gguf, To::Gguf, Dtype::Bf16)?;
-    convert(&f32_gguf, &back, To::Safetensors, Dtype::Keep)?;
-    let source = AnySource::open(&model)?;
-    let rows = [
-        check(
-            &f32_gguf,
-            &source,
-            "token_embd.weight",
-            "model.embed_tokens.weight",
-        )?,
-        check(
-            &bf16_gguf,
-            &source,
-            "blk.0.attn_norm.weight",
-            "model.layers.0.input_layernorm.weight",
-        )?,
-        check(
-            &back,
-            &source,
-            "blk.1.ffn_down.weight",
-            "model.layers.1.mlp.down_proj.weight",
-        )?,
-    ];
-    println!(
-        "{:<36} {:<16} {:>8} {:>10}  check",
-        "output", "format", "tensors", "bytes"
+    let mut table = format!(
+        "{:<14} {:<12} {:>5} {:>10} {:>6} {:>9}  verify\n",
+        "target", "scheme", "files", "bytes", "top-1", "mean KL"
     );
-    for (path, format, tensors, bytes) in &rows {
-        println!("{path:<36} {format:<16} {tensors:>8} {bytes:>10}  ok");
+    for profile in TARGETS {
+        let out = root.join(format!("tiny-llama-{}", profile.name));
+        let done = export(&model, &out, &ExportOptions::new(profile))?;
+        let v = verify(&done.path)?;
+        let m = v.metrics.as_ref();
+        ensure!(
+            v.ok(),
+            CheckFailed(format!("{}: verify failed", out.display()))
+        );
+        let bytes: u64 = done.manifest.files.iter().map(|f| f.bytes).sum();
+        table.push_str(&format!(
+            "{:<14} {:<12} {:>5} {:>10} {:>6.3} {:>9.5}  ok\n",
+            profile.name,
+            done.manifest.recipe.scheme,
+            done.manifest.files.len(),
+            bytes,
+            m.map_or(0.0, |m| m.top1),
+            m.map_or(0.0, |m| m.mean_kl),
+        ));
     }
-    Ok(())
-}
-
-/// Re-opens `out` strictly and compares one tensor's bytes with the source's.
-fn check(
-    out: &Path,
-    source: &AnySource,
-    name: &str,
-    src_name: &str,
-) -> Result<(String, String, usize, u64)> {
-    let o = AnySource::open(out)?;
-    let same = o.bytes(name)? == source.bytes(src_name)?;
-    let file = out
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    ensure!(
-        same,
-        CheckFailed(format!("{file}: `{name}` differs from the source"))
-    );
-    let bytes = std::fs::metadata(out)?.len();
-    Ok((file, o.format().name().to_owned(), o.tensors().len(), bytes))
+    crate::emit(&table)
 }

@@ -204,7 +204,7 @@ pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Expor
 
 /// What gets written.
 enum Job<'a> {
-    Gguf(gguf::GgufJob),
+    Gguf(gguf::GgufJob<'a>),
     Folder(folder::FolderJob<'a>),
 }
 

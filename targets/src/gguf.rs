@@ -8,7 +8,8 @@ use std::path::Path;
 use wharf_converters::AnySource;
 use wharf_converters::atomic::Tap;
 use wharf_converters::gguf::{GgufWriter, Value};
-use wharf_converters::hf::{GgufOptions, OutType, plan_gguf};
+use wharf_converters::hf::storage::QuantizedView;
+use wharf_converters::hf::{GgufOptions, OutType, plan_gguf, plan_gguf_logical};
 use wharf_converters::pipeline::{self, Planned};
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::ggml::mix::{Mix, MixOptions, ModelFacts, choose_types};
@@ -19,15 +20,24 @@ use crate::{Error, Result};
 pub type Kvs = Vec<(String, Value)>;
 
 /// A planned GGUF: metadata and every tensor with its output type, in file order.
-#[derive(Debug)]
-pub struct GgufJob {
+pub struct GgufJob<'a> {
     /// Metadata, with `general.file_type` and `general.quantization_version` set last.
     pub kvs: Kvs,
     /// Tensors in loader order with their chosen types.
     pub plan: Vec<Planned>,
+    /// The logical view planned tensors are read through (quantized HF folders).
+    view: Option<QuantizedView<'a>>,
 }
 
-impl GgufJob {
+impl std::fmt::Debug for GgufJob<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufJob")
+            .field("tensors", &self.plan.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GgufJob<'_> {
     /// The output tensors.
     pub fn metas(&self) -> Vec<TensorMeta> {
         self.plan.iter().map(|p| p.meta.clone()).collect()
@@ -35,8 +45,8 @@ impl GgufJob {
 }
 
 /// Plans `src` quantized with `mix` under `opts`.
-pub fn plan(src: &AnySource, mix: Mix, opts: &MixOptions) -> Result<GgufJob> {
-    let (kvs, mut plan) = base_plan(src)?;
+pub fn plan<'a>(src: &'a AnySource, mix: Mix, opts: &MixOptions) -> Result<GgufJob<'a>> {
+    let (kvs, mut plan, view) = base_plan(src)?;
     plan.sort_by(|a, b| loader_order(&a.meta.name, &b.meta.name));
     let facts = facts(&kvs);
     let shapes: Vec<(String, Vec<u64>)> = plan
@@ -50,24 +60,30 @@ pub fn plan(src: &AnySource, mix: Mix, opts: &MixOptions) -> Result<GgufJob> {
     Ok(GgufJob {
         kvs: quantized_kvs(kvs, mix.file_type()),
         plan,
+        view,
     })
 }
 
 /// Streams the planned GGUF to `out` (atomically), feeding every byte to `tap`.
-pub fn write(src: &AnySource, job: &GgufJob, out: &Path, tap: Option<Tap>) -> Result<()> {
+pub fn write(src: &AnySource, job: &GgufJob<'_>, out: &Path, tap: Option<Tap>) -> Result<()> {
     let metas = job.metas();
     let mut w = GgufWriter::create(out, &job.kvs, &metas, tap)?;
     let encode = |m: &TensorMeta, v: &[f32], out: &mut [u8]| {
         wharf_quantizers::ggml::quantize(m.dtype, v, m.shape.row_len() as usize, None, out)
             .map_err(|e| e.to_string())
     };
-    pipeline::run_with(src, &job.plan, &mut w, &mut |_| {}, Some(&encode))?;
+    let input: &dyn TensorSource = match &job.view {
+        Some(v) => v,
+        None => src,
+    };
+    pipeline::run_with(input, &job.plan, &mut w, &mut |_| {}, Some(&encode))?;
     w.commit()?;
     Ok(())
 }
 
-/// The converter's F32 plan for an HF folder, or the tensors of a float GGUF as they are.
-fn base_plan(src: &AnySource) -> Result<(Kvs, Vec<Planned>)> {
+/// The converter's F32 plan for an HF folder (read through its logical view when it is
+/// quantized), or the tensors of a float GGUF as they are.
+fn base_plan(src: &AnySource) -> Result<(Kvs, Vec<Planned>, Option<QuantizedView<'_>>)> {
     match src {
         AnySource::Safetensors {
             source,
@@ -78,8 +94,13 @@ fn base_plan(src: &AnySource) -> Result<(Kvs, Vec<Planned>)> {
                 out: OutType::F32,
                 pre: None,
             };
+            let view = QuantizedView::new(source, Some(config))?;
+            if view.is_quantized() {
+                let p = plan_gguf_logical(source, &view, dir, config, spec, &opts)?;
+                return Ok((p.kvs, p.tensors, Some(view)));
+            }
             let p = plan_gguf(source, dir, config, spec, &opts)?;
-            Ok((p.kvs, p.tensors))
+            Ok((p.kvs, p.tensors, None))
         }
         AnySource::Gguf(g) => {
             let plan = g
@@ -98,7 +119,7 @@ fn base_plan(src: &AnySource) -> Result<(Kvs, Vec<Planned>)> {
                     ))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Ok((g.kvs().to_vec(), plan))
+            Ok((g.kvs().to_vec(), plan, None))
         }
         _ => Err(Error::Unsupported(
             "GGUF output needs an HF folder with config.json or a GGUF file".into(),

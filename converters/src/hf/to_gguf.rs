@@ -180,12 +180,29 @@ pub fn plan(
     spec: &ModelSpec,
     opts: &GgufOptions,
 ) -> Result<GgufPlan> {
+    plan_logical(src, src, dir, config, spec, opts)
+}
+
+/// [`plan`] for a folder whose weights are read through `logical` (a
+/// [`crate::hf::storage::QuantizedView`] of `src` for FP8/INT4/MLX checkpoints): tensors are
+/// visited in `src`'s order, companions (scales, zero points) that `logical` hides are skipped,
+/// and the planned tensors are read from `logical`.
+pub fn plan_logical(
+    src: &SafetensorsSource,
+    logical: &dyn TensorSource,
+    dir: &Path,
+    config: &Json,
+    spec: &ModelSpec,
+    opts: &GgufOptions,
+) -> Result<GgufPlan> {
     let mut tensors = extra_tensors(spec);
     let mut experts: BTreeMap<u64, BTreeMap<(&'static str, u64), String>> = BTreeMap::new();
     let mut params = 0u64;
     let mut expert_params = 0u64;
     for name in visit_order(src) {
-        let meta = src.meta(&name).ok_or_else(|| unknown(&name))?.clone();
+        let Some(meta) = logical.meta(&name).cloned() else {
+            continue;
+        };
         let numel = meta.numel()?;
         let r = role(&name, spec)?;
         if !matches!(r, Role::Skip) {
@@ -211,7 +228,7 @@ pub fn plan(
                 let n = spec.moe.as_ref().map_or(0, |m| m.n_routed_experts);
                 if set.len() as u64 == 3 * n {
                     let set = experts.remove(&layer).unwrap_or_default();
-                    tensors.extend(stack_experts(layer, &set, src, n, opts.out)?);
+                    tensors.extend(stack_experts(layer, &set, logical, n, opts.out)?);
                 }
             }
         }
@@ -294,7 +311,7 @@ fn kv_b(bid: u64, meta: &TensorMeta, spec: &ModelSpec, ot: OutType) -> Result<Ve
 fn stack_experts(
     layer: u64,
     set: &BTreeMap<(&'static str, u64), String>,
-    src: &SafetensorsSource,
+    src: &dyn TensorSource,
     n: u64,
     ot: OutType,
 ) -> Result<Vec<Planned>> {
