@@ -172,3 +172,94 @@ pub fn softmax_scale(spec: &ModelSpec) -> f32 {
     }
     scale as f32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_core::model::{Rope, RopeScaling};
+
+    fn spec(scaling: RopeScaling) -> ModelSpec {
+        let mut s = ModelSpec {
+            arch: wharf_core::model::Architecture::Llama,
+            vocab_size: 8,
+            hidden_size: 64,
+            intermediate_size: 8,
+            num_layers: 1,
+            num_heads: 1,
+            num_kv_heads: 1,
+            head_dim: 64,
+            rms_norm_eps: 1e-6,
+            max_position_embeddings: 64,
+            rope: Rope {
+                theta: 10_000.0,
+                dim: 64,
+                scaling: RopeScaling::None,
+                interleaved: false,
+            },
+            qkv_bias: false,
+            o_bias: false,
+            mlp_bias: false,
+            tie_word_embeddings: false,
+            sliding_window: None,
+            mla: None,
+            moe: None,
+            bos_token_id: None,
+            eos_token_id: None,
+        };
+        s.rope.scaling = scaling;
+        s
+    }
+
+    fn yarn(factor: f64) -> RopeScaling {
+        RopeScaling::Yarn {
+            factor,
+            original_max_position: 4096,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            mscale: 1.0,
+            mscale_all_dim: 1.0,
+        }
+    }
+
+    #[test]
+    fn yarn_keeps_fast_dims_and_interpolates_slow_ones() {
+        let plain = RopeTable::new(&spec(RopeScaling::None), None);
+        let y1 = RopeTable::new(&spec(yarn(1.0)), None);
+        assert_eq!(plain.inv_freq, y1.inv_freq);
+        let y = RopeTable::new(&spec(yarn(40.0)), None);
+        assert_eq!(y.inv_freq.first(), plain.inv_freq.first());
+        let (last, plain_last) = (y.inv_freq[31], plain.inv_freq[31]);
+        assert!((last * 40.0 - plain_last).abs() <= plain_last * 1e-6);
+        // mscale == mscale_all_dim: no cos/sin scaling, logits scaled by mscale².
+        assert_eq!(y.attn_factor, 1.0);
+        let mut s = spec(yarn(40.0));
+        s.mla = Some(wharf_core::model::Mla {
+            q_lora_rank: None,
+            kv_lora_rank: 8,
+            qk_nope_head_dim: 0,
+            qk_rope_head_dim: 64,
+            v_head_dim: 8,
+        });
+        let m = 0.1 * 40f64.ln() + 1.0;
+        assert!((softmax_scale(&s) as f64 - m * m / 8.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rotation_preserves_norm_and_pairs_as_configured() {
+        let mut s = spec(RopeScaling::None);
+        let t = RopeTable::new(&s, None);
+        let mut x: Vec<f32> = (0..64).map(|i| i as f32 * 0.1).collect();
+        let n0: f32 = x.iter().map(|v| v * v).sum();
+        t.apply(&mut x, 7);
+        let n1: f32 = x.iter().map(|v| v * v).sum();
+        assert!((n0 - n1).abs() < 1e-3 * n0);
+        // Position 0 is the identity; interleaving changes which elements pair up.
+        s.rope.interleaved = true;
+        let ti = RopeTable::new(&s, None);
+        let mut a = vec![1.0f32, 0.0, 0.0, 0.0];
+        let mut b = a.clone();
+        t.apply(&mut a, 1);
+        ti.apply(&mut b, 1);
+        assert_ne!(a, b);
+    }
+}
