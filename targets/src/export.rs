@@ -44,6 +44,8 @@ pub struct ExportOptions {
     pub zip: bool,
     /// Keep a bundle that fails the quality gate (recorded as failed).
     pub force: bool,
+    /// A gate other than the profile's (stricter release policies, tests).
+    pub gate: Option<crate::Gate>,
 }
 
 impl ExportOptions {
@@ -59,6 +61,7 @@ impl ExportOptions {
             top_k: 20,
             zip: false,
             force: false,
+            gate: None,
         }
     }
 }
@@ -128,7 +131,7 @@ pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Expor
     });
     let golden = Golden::record(&source_model, &prompt, opts.top_k, opts.max_new)?;
     drop(source_model);
-    let thresholds = profile.thresholds.thresholds();
+    let thresholds = opts.gate.unwrap_or(profile.thresholds).thresholds();
     let bundle_model = Model::open(&bundle.path().join(&model_file))
         .map_err(|e| Error::Reference(e.to_string()))?;
     let metrics = golden.measure(&bundle_model, &thresholds)?;

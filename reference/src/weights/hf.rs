@@ -9,6 +9,7 @@ use wharf_converters::AnySource;
 use wharf_converters::hf::storage::{LogicalTensor, QuantizedView, Storage, read_logical_rows};
 use wharf_core::model::ModelSpec;
 
+use super::mlx_names::{Alias, aliases};
 use super::{Weights, decode_rows, matrix_shape};
 use crate::{Error, Result};
 
@@ -19,6 +20,8 @@ pub struct HfWeights {
     spec: ModelSpec,
     /// Every logical tensor and how it is stored.
     logical: HashMap<String, LogicalTensor>,
+    /// HF names for weights stored under mlx-lm's DeepSeek names.
+    aliases: HashMap<String, Alias>,
 }
 
 impl HfWeights {
@@ -29,29 +32,31 @@ impl HfWeights {
         config: Option<&serde_json::Value>,
         spec: ModelSpec,
     ) -> Result<Self> {
-        let logical = QuantizedView::new(&source, config)?
+        let logical: HashMap<String, LogicalTensor> = QuantizedView::new(&source, config)?
             .logical()
             .iter()
             .map(|t| (t.meta.name.clone(), t.clone()))
             .collect();
+        let shapes = logical
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    t.meta.shape.dims().iter().map(|&d| d as usize).collect(),
+                )
+            })
+            .collect();
+        let aliases = aliases(&shapes, &spec);
         Ok(HfWeights {
             source,
             spec,
             logical,
+            aliases,
         })
     }
-}
 
-impl Weights for HfWeights {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
-    fn shape(&self, name: &str) -> Option<[usize; 2]> {
-        self.logical.get(name).and_then(|t| matrix_shape(&t.meta))
-    }
-
-    fn read_rows(&self, name: &str, start: usize, out: &mut [f32]) -> Result<()> {
+    /// Rows of a stored (not aliased) logical tensor, counted over its flattened rows.
+    fn read_stored(&self, name: &str, start: usize, out: &mut [f32]) -> Result<()> {
         let t = self
             .logical
             .get(name)
@@ -70,5 +75,83 @@ impl Weights for HfWeights {
         }
         out.copy_from_slice(&vals);
         Ok(())
+    }
+
+    /// Rows `start ..` of `kv_b_proj` from mlx-lm's `embed_q` / `unembed_out` split.
+    fn read_kv_b(&self, a: &Alias, start: usize, out: &mut [f32]) -> Result<()> {
+        let Alias::KvB {
+            embed_q,
+            unembed_out,
+            nope,
+            v,
+            lora,
+            ..
+        } = a
+        else {
+            return Ok(());
+        };
+        let (nope, v, lora) = (*nope, *v, *lora);
+        let mut head_k: Option<(usize, Vec<f32>)> = None;
+        for (i, row) in out.chunks_exact_mut(lora).enumerate() {
+            let r = start + i;
+            let (h, j) = (r / (nope + v), r % (nope + v));
+            if j < nope {
+                if head_k.as_ref().is_none_or(|(hh, _)| *hh != h) {
+                    let mut buf = vec![0f32; lora * nope];
+                    self.read_stored(embed_q, h * lora, &mut buf)?;
+                    head_k = Some((h, buf));
+                }
+                if let Some((_, k)) = &head_k {
+                    for (c, x) in row.iter_mut().enumerate() {
+                        *x = k.get(c * nope + j).copied().unwrap_or_default();
+                    }
+                }
+            } else {
+                self.read_stored(unembed_out, h * v + (j - nope), row)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Weights for HfWeights {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn shape(&self, name: &str) -> Option<[usize; 2]> {
+        match self.aliases.get(name) {
+            Some(a) => Some(a.shape()),
+            None => self.logical.get(name).and_then(|t| matrix_shape(&t.meta)),
+        }
+    }
+
+    fn read_rows(&self, name: &str, start: usize, out: &mut [f32]) -> Result<()> {
+        match self.aliases.get(name) {
+            None => self.read_stored(name, start, out),
+            Some(a @ Alias::KvB { .. }) => {
+                let [rows, cols] = a.shape();
+                if cols == 0 || start + out.len() / cols > rows || !out.len().is_multiple_of(cols) {
+                    return Err(Error::Decode {
+                        name: name.to_owned(),
+                        reason: "rows out of range".into(),
+                    });
+                }
+                self.read_kv_b(a, start, out)
+            }
+            Some(Alias::Expert {
+                stack,
+                first,
+                shape: [rows, cols],
+            }) => {
+                if *cols == 0 || start + out.len() / cols > *rows {
+                    return Err(Error::Decode {
+                        name: name.to_owned(),
+                        reason: "rows out of range".into(),
+                    });
+                }
+                self.read_stored(stack, first + start, out)
+            }
+        }
     }
 }

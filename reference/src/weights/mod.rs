@@ -4,6 +4,7 @@
 
 mod gguf;
 mod hf;
+mod mlx_names;
 
 use std::fmt::Debug;
 
