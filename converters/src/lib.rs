@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mmap;
 mod open;
 pub mod pipeline;
+pub mod roundtrip;
 pub mod safetensors;
 
 pub use error::{Error, ErrorKind, Result, from_core};

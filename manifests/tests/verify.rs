@@ -308,3 +308,18 @@ fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn fuzz_corpus_manifests_round_trip() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/manifest");
+    let mut seen = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let bytes = fs::read(e.unwrap().path()).unwrap();
+        if let Ok(m) = Manifest::parse(&bytes, Path::new("m")) {
+            let again = Manifest::parse(&m.to_bytes(), Path::new("m")).unwrap();
+            assert_eq!(again.to_bytes(), m.to_bytes());
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no manifest seed parsed");
+}

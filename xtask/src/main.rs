@@ -3,6 +3,7 @@
 //! - `ci`: `cargo fmt --check`, `cargo clippy -D warnings`, every test, then `interop`.
 //! - `interop`: builds wharf, creates `target/interop-venv` with the pinned real consumers
 //!   (`xtask/requirements.txt`), and runs `xtask/scripts/interop.py` against wharf's outputs.
+//! - `fuzz [SECONDS] [TARGET...]`: the `fuzz/` targets under cargo-fuzz (nightly).
 
 // Printing progress is this crate's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod fuzz;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -128,8 +131,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("interop") => interop(),
+        Some("fuzz") => fuzz::fuzz(&root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|interop>");
+            eprintln!("usage: cargo xtask <ci|interop|fuzz [SECONDS] [TARGET...]>");
             std::process::exit(2);
         }
     }

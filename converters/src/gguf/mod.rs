@@ -4,7 +4,7 @@
 //! `ne` order exists only at the byte level, in [`read`] and [`write`].
 
 mod cursor;
-mod read;
+pub(crate) mod read;
 mod types;
 mod value;
 mod write;

@@ -18,7 +18,7 @@ use crate::limits::{
 
 /// What the header and tensor infos say, validated against the file length.
 #[derive(Debug)]
-pub(super) struct Parsed {
+pub(crate) struct Parsed {
     pub version: u32,
     pub kvs: Vec<(String, Value)>,
     pub tensors: Vec<GgufTensor>,
@@ -26,7 +26,7 @@ pub(super) struct Parsed {
     pub data_start: u64,
 }
 
-pub(super) fn parse(bytes: &[u8]) -> Result<Parsed> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
     let mut c = Cursor::new(bytes);
     let version = header(&mut c)?;
     let n_tensors = count(&mut c, "tensor count", MAX_TENSORS, 24)?;

@@ -33,7 +33,7 @@ impl ShardIndex {
         Self::parse(&read_strict(&path)?).map_err(|e| e.in_file(&path))
     }
 
-    fn parse(v: &serde_json::Value) -> Result<Self> {
+    pub(crate) fn parse(v: &serde_json::Value) -> Result<Self> {
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())

@@ -1,8 +1,8 @@
 //! safetensors: single files and sharded HF folders, read through mmap; streaming writer.
 //! Spec: <https://github.com/huggingface/safetensors#format>.
 
-mod header;
-mod index;
+pub(crate) mod header;
+pub(crate) mod index;
 mod write;
 
 use std::borrow::Cow;
