@@ -17,6 +17,7 @@ pub mod mmap;
 mod open;
 pub mod pipeline;
 pub mod safetensors;
+pub mod torch;
 
 pub use error::{Error, ErrorKind, Result, from_core};
 pub use open::{AnySource, Format, detect};

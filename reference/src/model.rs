@@ -78,16 +78,13 @@ impl Model {
     pub fn from_source(src: AnySource) -> Result<Model> {
         match src {
             AnySource::Gguf(g) => Model::from_weights(Box::new(GgufWeights::new(g)?)),
-            AnySource::Safetensors {
-                config: Some((_, ref spec)),
-                ..
-            } => {
-                let spec = spec.clone();
-                Model::from_weights(Box::new(HfWeights::new(src, spec)))
-            }
-            AnySource::Safetensors { .. } => Err(Error::Spec(
-                "a safetensors input needs its config.json (open the HF folder)".into(),
-            )),
+            other => match other.spec().cloned() {
+                Some(spec) => Model::from_weights(Box::new(HfWeights::new(other, spec))),
+                None => Err(Error::Spec(
+                    "a safetensors or PyTorch input needs its config.json (open the HF folder)"
+                        .into(),
+                )),
+            },
         }
     }
 
