@@ -68,3 +68,34 @@ fn pytorch_folder_inspects_with_architecture() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("format:       pytorch"));
 }
+
+/// Each attack file: exit code 2, one error line naming the file, and nothing written.
+fn refuses_all(sub: &str, ext: &str) {
+    let mut files: Vec<_> = std::fs::read_dir(data(&format!("attacks/{sub}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x != "data"))
+        .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with("ok_"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 5);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join(format!("x.{ext}"));
+    for f in files {
+        let o = wharf(&["convert", f.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", f.display());
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name), "{err}");
+        assert_eq!(
+            std::fs::read_dir(out_dir.path()).unwrap().count(),
+            0,
+            "{name} left output"
+        );
+    }
+}
+
+#[test]
+fn torch_attack_files_exit_2_and_write_nothing() {
+    refuses_all("torch", "safetensors");
+}

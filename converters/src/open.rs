@@ -93,7 +93,9 @@ pub fn detect(path: &Path) -> Result<Format> {
     if h.starts_with(&MAGIC) {
         return Ok(Format::Gguf);
     }
-    if h.starts_with(&torch::ZIP_MAGIC) {
+    // Every zip signature ("PK"), so that a zip with data before its first entry is judged
+    // (and refused) as a zip, not as something else.
+    if h.starts_with(b"PK") {
         return Ok(Format::Torch);
     }
     // A safetensors header is a u64 length then a JSON object.

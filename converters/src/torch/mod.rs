@@ -90,7 +90,7 @@ impl TorchFile {
 
     fn from_map(map: Mapped) -> Result<Self> {
         let bytes = map.bytes();
-        if !bytes.starts_with(&ZIP_MAGIC) {
+        if !bytes.starts_with(b"PK") {
             let what = refused_kind(bytes).unwrap_or("not a zip file");
             return Err(Error::new(ErrorKind::UnknownFormat(format!(
                 "this is {what}"

@@ -66,7 +66,8 @@ pub fn read_directory(bytes: &[u8]) -> Result<Directory> {
     if archive.has_duplicate_names() {
         return Err(Error::new(ErrorKind::Duplicate {
             what: "zip entry",
-            name: duplicate_name(&archive),
+            // The zip crate keeps one entry per name, so the duplicate itself is gone by now.
+            name: "(a name the central directory lists twice)".into(),
         }));
     }
     // Local headers must match the central directory, entries must not overlap, and no local
@@ -79,15 +80,6 @@ pub fn read_directory(bytes: &[u8]) -> Result<Directory> {
         }
     }
     organise(entries)
-}
-
-fn duplicate_name(archive: &ZipArchive<Cursor<&[u8]>>) -> String {
-    let mut seen = std::collections::HashSet::new();
-    archive
-        .file_names()
-        .filter_map(|n| n.ok().map(|n| n.into_owned()))
-        .find(|n| !seen.insert(n.clone()))
-        .unwrap_or_default()
 }
 
 /// One entry, checked; `None` for a directory entry.
