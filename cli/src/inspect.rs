@@ -76,7 +76,7 @@ pub fn report(src: &AnySource) -> Result<Value> {
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect(),
-        AnySource::Torch { .. } => serde_json::Map::new(),
+        AnySource::Torch { .. } | AnySource::Onnx(_) => serde_json::Map::new(),
     };
     Ok(json!({
         "format": src.format().name(),

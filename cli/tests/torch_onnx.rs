@@ -99,3 +99,30 @@ fn refuses_all(sub: &str, ext: &str) {
 fn torch_attack_files_exit_2_and_write_nothing() {
     refuses_all("torch", "safetensors");
 }
+
+#[test]
+fn onnx_attack_files_exit_2_and_write_nothing() {
+    refuses_all("onnx", "safetensors");
+}
+
+#[test]
+fn onnx_with_external_data_converts_and_inspects() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("llama.safetensors");
+    let model = data("fixtures/reference/onnx/llama_dynamo_noopt.onnx");
+    let o = wharf(&[
+        "convert",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = AnySource::open(&out).unwrap();
+    let want = AnySource::open(&model).unwrap();
+    same_tensors(&got, &want);
+    let o = wharf(&["inspect", model.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "onnx");
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 22);
+}

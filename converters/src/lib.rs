@@ -14,6 +14,7 @@ pub mod hf;
 pub mod json;
 pub mod limits;
 pub mod mmap;
+pub mod onnx;
 mod open;
 pub mod pipeline;
 pub mod safetensors;

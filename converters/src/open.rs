@@ -12,6 +12,7 @@ use wharf_core::{TensorMeta, TensorSource};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::{GgufFile, MAGIC};
 use crate::hf::load_config;
+use crate::onnx::OnnxSource;
 use crate::safetensors::SafetensorsSource;
 use crate::torch::{self, TorchSource};
 
@@ -36,6 +37,8 @@ pub enum Format {
     Torch,
     /// An HF folder of `pytorch_model.bin` (single or sharded with an index).
     HfTorchFolder,
+    /// An ONNX model (`.onnx`), with external data beside it if it has any.
+    Onnx,
 }
 
 impl Format {
@@ -47,6 +50,7 @@ impl Format {
             Format::Gguf => "gguf",
             Format::Torch => "pytorch",
             Format::HfTorchFolder => "hf-pytorch",
+            Format::Onnx => "onnx",
         }
     }
 }
@@ -76,6 +80,8 @@ pub enum AnySource {
         /// `config.json` and its validated description.
         config: Option<(Value, ModelSpec)>,
     },
+    /// An ONNX model's initializers.
+    Onnx(OnnxSource),
 }
 
 /// Decides the format of `path` by its structure.
@@ -97,6 +103,13 @@ pub fn detect(path: &Path) -> Result<Format> {
     // (and refused) as a zip, not as something else.
     if h.starts_with(b"PK") {
         return Ok(Format::Torch);
+    }
+    // Protobuf has no magic: an ONNX model is known by its extension, then parsed strictly.
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        return Ok(Format::Onnx);
     }
     // A safetensors header is a u64 length then a JSON object.
     if h.get(8) == Some(&b'{') {
@@ -152,6 +165,7 @@ impl AnySource {
                 dir: Some(path.to_path_buf()),
                 config: folder_config(path)?,
             }),
+            Format::Onnx => Ok(AnySource::Onnx(OnnxSource::open(path)?)),
             Format::HfFolder => {
                 let source = SafetensorsSource::open_dir(path)?;
                 let config = if path.join("config.json").is_file() {
@@ -176,6 +190,7 @@ impl AnySource {
             AnySource::Gguf(_) => Format::Gguf,
             AnySource::Torch { dir: Some(_), .. } => Format::HfTorchFolder,
             AnySource::Torch { .. } => Format::Torch,
+            AnySource::Onnx(_) => Format::Onnx,
         }
     }
 
@@ -185,7 +200,7 @@ impl AnySource {
             AnySource::Safetensors { config, .. } | AnySource::Torch { config, .. } => {
                 config.as_ref().map(|(_, s)| s)
             }
-            AnySource::Gguf(_) => None,
+            AnySource::Gguf(_) | AnySource::Onnx(_) => None,
         }
     }
 
@@ -205,6 +220,7 @@ impl AnySource {
                 p
             }
             AnySource::Gguf(g) => vec![g.path().to_path_buf()],
+            AnySource::Onnx(o) => o.paths(),
             AnySource::Torch { source, dir, .. } => {
                 let mut p = source.paths();
                 if let Some(d) = dir {
@@ -225,6 +241,7 @@ impl AnySource {
             AnySource::Safetensors { source, .. } => source,
             AnySource::Gguf(g) => g,
             AnySource::Torch { source, .. } => source,
+            AnySource::Onnx(o) => o,
         }
     }
 }

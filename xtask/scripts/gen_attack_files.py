@@ -173,6 +173,93 @@ def torch_files():
     return f
 
 
+# ---------- ONNX (onnx/onnx.proto field numbers) ----------
+def varint(v):
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def pfield(num, wt, payload):
+    key = varint((num << 3) | wt)
+    if wt == 0:
+        return key + varint(payload)
+    if wt == 2:
+        return key + varint(len(payload)) + payload
+    raise ValueError(wt)
+
+
+def onnx_tensor(name, dims, dtype=1, raw=None, floats=None, external=None):
+    t = b"".join(pfield(1, 0, d) for d in dims) + pfield(2, 0, dtype) + pfield(8, 2, name.encode())
+    if raw is not None:
+        t += pfield(9, 2, raw)
+    if floats is not None:
+        t += pfield(4, 2, struct.pack(f"<{len(floats)}f", *floats))
+    if external is not None:
+        for k, v in external:
+            t += pfield(13, 2, pfield(1, 2, k.encode()) + pfield(2, 2, v.encode()))
+        t += pfield(14, 0, 1)
+    return t
+
+
+def onnx_model(tensors, nodes=b""):
+    graph = nodes + b"".join(pfield(5, 2, t) for t in tensors)
+    return pfield(1, 0, 8) + pfield(7, 2, graph)
+
+
+def ext(location, offset=None, length=None, extra=()):
+    kv = [("location", location)]
+    if offset is not None:
+        kv.append(("offset", str(offset)))
+    if length is not None:
+        kv.append(("length", str(length)))
+    return kv + list(extra)
+
+
+def onnx_files():
+    d = os.path.join(ROOT, "onnx")
+    os.makedirs(d, exist_ok=True)
+    f = {}
+    f["ok_inline.onnx"] = onnx_model([onnx_tensor("w", [2, 3], raw=GOOD_DATA)])
+    f["ok_external.onnx.data"] = GOOD_DATA
+    f["ok_external.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("ok_external.onnx.data", 0, 24))])
+    # O1: traversal, absolute, through a symlink (hard links are made by the test: git
+    # cannot store them).
+    f["O1_dotdot.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("../../etc/passwd", 0, 24))])
+    f["O1_sub_dotdot.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("subdir/../../x", 0, 24))])
+    f["O1_absolute.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("/etc/passwd", 0, 24))])
+    f["O1_symlink.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("O1_symlink.link.data", 0, 24))])
+    # O2: offset + length wraps, runs past the file, offset 2^50.
+    f["O2_wraps.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("ok_external.onnx.data", 2**64 - 8, 24))])
+    f["O2_past_end.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("ok_external.onnx.data", 16, 24))])
+    f["O2_offset_2_50.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("ok_external.onnx.data", 2**50, 24))])
+    # O3: payload shorter than the shape.
+    f["O3_raw_short.onnx"] = onnx_model([onnx_tensor("w", [1000000], raw=b"\x00" * 4)])
+    f["O3_typed_short.onnx"] = onnx_model([onnx_tensor("w", [2, 3], floats=[1, 2, 3])])
+    # O4: negative dimension, element count overflow.
+    f["O4_negative_dim.onnx"] = onnx_model([onnx_tensor("w", [-1], raw=b"")])
+    f["O4_dims_overflow.onnx"] = onnx_model([onnx_tensor("w", [2**40, 2**40, 16], raw=b"\x00" * 4)])
+    # O5: a graph whose length claims 3 GiB; a node with attribute subgraphs 1000 deep.
+    f["O5_length_lies.onnx"] = pfield(1, 0, 8) + varint((7 << 3) | 2) + varint(3 << 30) + b"\x00" * 16
+    nested = b""
+    for _ in range(1000):
+        nested = pfield(5, 2, pfield(6, 2, nested))  # AttributeProto.g = GraphProto(node = ...)
+    f["O5_deep_subgraphs.onnx"] = onnx_model([], nodes=pfield(1, 2, nested))
+    # O6: attribute injection through external_data keys.
+    f["O6_class_key.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("ok_external.onnx.data", 0, 24, [("__class__", "os.system")]))])
+    f["O6_unknown_key.onnx"] = onnx_model([onnx_tensor("w", [2, 3], external=ext("ok_external.onnx.data", 0, 24, [("basepath", "/")]))])
+    write("onnx", f)
+    link = os.path.join(d, "O1_symlink.link.data")
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink("/etc/passwd", link)
+
+
 def write(sub, files):
     d = os.path.join(ROOT, sub)
     os.makedirs(d, exist_ok=True)
@@ -184,5 +271,4 @@ def write(sub, files):
 
 if __name__ == "__main__":
     write("torch", torch_files())
-    if "onnx_files" in globals():
-        globals()["onnx_files"]()
+    onnx_files()
