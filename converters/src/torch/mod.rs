@@ -7,6 +7,7 @@
 //! that says what they are (RELIABILITY.md P12, P13).
 
 mod pickle;
+mod reader;
 mod rebuild;
 mod tensors;
 mod value;

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use super::reader::Reader;
 use super::rebuild::{call, storage_from_pid};
 use super::value::{Value, depth_of, resolve};
 use crate::error::{Error, ErrorKind, Result, malformed};
@@ -24,8 +25,7 @@ pub fn load(data: &[u8]) -> Result<Value> {
         .saturating_mul(PICKLE_NODES_PER_BYTE)
         .saturating_add(PICKLE_NODES_BASE);
     let mut m = Machine {
-        data,
-        pos: 0,
+        r: Reader::new(data),
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -38,8 +38,7 @@ pub fn load(data: &[u8]) -> Result<Value> {
 }
 
 struct Machine<'a> {
-    data: &'a [u8],
-    pos: usize,
+    r: Reader<'a>,
     stack: Vec<Value>,
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
@@ -54,15 +53,15 @@ fn refuse(what: impl Into<String>) -> Error {
 impl Machine<'_> {
     fn run(&mut self, op_at: &mut usize) -> Result<Value> {
         loop {
-            *op_at = self.pos;
-            let op = self.u8()?;
+            *op_at = self.r.pos();
+            let op = self.r.u8()?;
             if op == b'.' {
                 break;
             }
             self.step(op)?;
         }
-        *op_at = self.pos;
-        let extra = self.data.len().saturating_sub(self.pos) as u64;
+        *op_at = self.r.pos();
+        let extra = self.r.left();
         if extra > 0 {
             return Err(Error::new(ErrorKind::TrailingBytes { extra }));
         }
@@ -91,32 +90,32 @@ impl Machine<'_> {
             0x88 => self.push(Value::Bool(true)),
             0x89 => self.push(Value::Bool(false)),
             b'J' => {
-                let v = i32::from_le_bytes(self.array()?);
+                let v = i32::from_le_bytes(self.r.array()?);
                 self.push(Value::Int(i64::from(v)))
             }
             b'K' => {
-                let v = self.u8()?;
+                let v = self.r.u8()?;
                 self.push(Value::Int(i64::from(v)))
             }
             b'M' => {
-                let v = u16::from_le_bytes(self.array()?);
+                let v = u16::from_le_bytes(self.r.array()?);
                 self.push(Value::Int(i64::from(v)))
             }
             0x8a => self.long1(),
             b'G' => {
-                let v = f64::from_be_bytes(self.array()?);
+                let v = f64::from_be_bytes(self.r.array()?);
                 self.push(Value::Float(v))
             }
             b'X' => {
-                let n = u32::from_le_bytes(self.array()?);
+                let n = u32::from_le_bytes(self.r.array()?);
                 self.unicode(u64::from(n))
             }
             0x8c => {
-                let n = self.u8()?;
+                let n = self.r.u8()?;
                 self.unicode(u64::from(n))
             }
             0x8d => {
-                let n = u64::from_le_bytes(self.array()?);
+                let n = u64::from_le_bytes(self.r.array()?);
                 self.unicode(n)
             }
             _ => self.step_structure(op),
@@ -157,11 +156,11 @@ impl Machine<'_> {
     fn step_memo(&mut self, op: u8) -> Result<()> {
         match op {
             b'q' => {
-                let i = self.u8()?;
+                let i = self.r.u8()?;
                 self.put(u32::from(i))
             }
             b'r' => {
-                let i = u32::from_le_bytes(self.array()?);
+                let i = u32::from_le_bytes(self.r.array()?);
                 self.put(i)
             }
             0x94 => {
@@ -169,11 +168,11 @@ impl Machine<'_> {
                 self.put(i)
             }
             b'h' => {
-                let i = self.u8()?;
+                let i = self.r.u8()?;
                 self.get(u32::from(i))
             }
             b'j' => {
-                let i = u32::from_le_bytes(self.array()?);
+                let i = u32::from_le_bytes(self.r.array()?);
                 self.get(i)
             }
             _ => self.step_call(op),
@@ -183,8 +182,8 @@ impl Machine<'_> {
     fn step_call(&mut self, op: u8) -> Result<()> {
         match op {
             b'c' => {
-                let module = self.line()?;
-                let name = self.line()?;
+                let module = self.r.line()?;
+                let name = self.r.line()?;
                 self.global(&module, &name)
             }
             0x93 => {
@@ -231,7 +230,7 @@ impl Machine<'_> {
     }
 
     fn proto(&mut self) -> Result<()> {
-        let v = self.u8()?;
+        let v = self.r.u8()?;
         if !(2..=5).contains(&v) {
             return Err(Error::new(ErrorKind::Version {
                 format: "pickle",
@@ -243,8 +242,8 @@ impl Machine<'_> {
 
     /// FRAME announces the length of the next frame; it must fit in what is left.
     fn frame(&mut self) -> Result<()> {
-        let n = u64::from_le_bytes(self.array()?);
-        let left = self.data.len().saturating_sub(self.pos) as u64;
+        let n = u64::from_le_bytes(self.r.array()?);
+        let left = self.r.left();
         if n > left {
             return Err(Error::new(ErrorKind::Truncated {
                 need: n,
@@ -264,11 +263,11 @@ impl Machine<'_> {
 
     /// LONG1: a little-endian two's-complement integer of up to 8 bytes.
     fn long1(&mut self) -> Result<()> {
-        let n = usize::from(self.u8()?);
+        let n = usize::from(self.r.u8()?);
         if n > 8 {
             return Err(too_large("LONG1 byte count", n));
         }
-        let bytes = self.take(n as u64)?;
+        let bytes = self.r.take(n as u64)?;
         let mut buf = [0u8; 8];
         let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
         if negative {
@@ -281,25 +280,11 @@ impl Machine<'_> {
     }
 
     fn unicode(&mut self, n: u64) -> Result<()> {
-        let bytes = self.take(n)?;
+        let bytes = self.r.take(n)?;
         let s = std::str::from_utf8(bytes)
             .map_err(|e| malformed("pickle", format!("string is not UTF-8: {e}")))?
             .to_owned();
         self.push(Value::Str(s))
-    }
-
-    /// One `\n`-terminated line of a GLOBAL opcode (at most 256 bytes).
-    fn line(&mut self) -> Result<String> {
-        let rest = self.data.get(self.pos..).unwrap_or_default();
-        let end = rest
-            .iter()
-            .take(256)
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| malformed("pickle", "GLOBAL name without newline"))?;
-        let line = rest.get(..end).unwrap_or_default();
-        let s = std::str::from_utf8(line).map_err(|_| malformed("pickle", "GLOBAL not UTF-8"))?;
-        self.pos = self.pos.saturating_add(end).saturating_add(1);
-        Ok(s.to_owned())
     }
 
     fn tuple(&mut self, items: Vec<Value>) -> Result<()> {
@@ -416,31 +401,6 @@ impl Machine<'_> {
             return Err(malformed("pickle", "stack underflow"));
         }
         Ok(self.stack.split_off(at))
-    }
-
-    fn take(&mut self, n: u64) -> Result<&[u8]> {
-        let have = self.data.len().saturating_sub(self.pos) as u64;
-        let end = usize::try_from(n)
-            .ok()
-            .filter(|_| n <= have)
-            .and_then(|n| self.pos.checked_add(n));
-        let s = end
-            .and_then(|end| self.data.get(self.pos..end))
-            .ok_or(Error::new(ErrorKind::Truncated { need: n, have }))?;
-        self.pos = self.pos.saturating_add(s.len());
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let s = self.take(N as u64)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        let [b] = self.array::<1>()?;
-        Ok(b)
     }
 }
 
