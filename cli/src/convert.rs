@@ -29,7 +29,7 @@ pub enum Dtype {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source: HF folder, safetensors file or GGUF file.
+    /// Source: HF folder, safetensors file, GGUF file or PyTorch `.bin`/`.pt` checkpoint.
     pub src: PathBuf,
     /// Output file (`.gguf`, `.safetensors`) or folder (an HF folder with shards and index).
     #[arg(short, long)]
@@ -111,6 +111,10 @@ pub(crate) fn logical_view(src: &AnySource) -> Result<QuantizedView<'_>> {
         AnySource::Safetensors {
             config: Some((v, _)),
             ..
+        }
+        | AnySource::Torch {
+            config: Some((v, _)),
+            ..
         } => Some(v),
         _ => None,
     };
@@ -158,7 +162,9 @@ fn to_folder(src: &AnySource, args: &Args) -> Result<usize> {
     let mut w = Box::new(ShardedWriter::new(out.path(), shards, meta));
     pipeline::run(&view, &plan, w.as_mut(), &mut |_| {})?;
     w.finish()?;
-    if let AnySource::Safetensors { dir: Some(dir), .. } = src {
+    if let AnySource::Safetensors { dir: Some(dir), .. } | AnySource::Torch { dir: Some(dir), .. } =
+        src
+    {
         copy_side_files(dir, out.path())?;
         if view.is_quantized() {
             write_dense_config(dir, out.path())?;

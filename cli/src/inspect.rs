@@ -10,7 +10,7 @@ use wharf_core::TensorSource;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A safetensors file, HF folder or GGUF file.
+    /// A safetensors file, HF folder, GGUF file or PyTorch `.bin`/`.pt` checkpoint.
     path: PathBuf,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -34,6 +34,10 @@ pub fn run(args: Args) -> Result<()> {
 pub fn report(src: &AnySource) -> Result<Value> {
     let config = match src {
         AnySource::Safetensors {
+            config: Some((v, _)),
+            ..
+        }
+        | AnySource::Torch {
             config: Some((v, _)),
             ..
         } => Some(v),
@@ -72,6 +76,7 @@ pub fn report(src: &AnySource) -> Result<Value> {
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect(),
+        AnySource::Torch { .. } | AnySource::Onnx(_) => serde_json::Map::new(),
     };
     Ok(json!({
         "format": src.format().name(),
@@ -95,7 +100,7 @@ fn stored_bytes(src: &AnySource, t: &LogicalTensor) -> u64 {
 fn gguf_arch(src: &AnySource) -> Option<&str> {
     match src {
         AnySource::Gguf(g) => g.get("general.architecture").and_then(|v| v.as_str()),
-        AnySource::Safetensors { .. } => None,
+        _ => None,
     }
 }
 

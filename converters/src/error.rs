@@ -105,6 +105,13 @@ pub enum ErrorKind {
     /// A tensor wharf cannot convert as asked.
     #[error("{0}")]
     Unconvertible(String),
+    /// Something in the input that would run code or reach outside it (a pickle global not on
+    /// the allow-list, a zip symlink, an unsafe entry name).
+    #[error("refused {what}: checkpoints are read as data only")]
+    Unsafe {
+        /// What was refused, e.g. "global `posix.system`".
+        what: String,
+    },
 }
 
 const SUPPORTED: &str = "LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM";
@@ -160,6 +167,12 @@ impl Error {
         if self.tensor.is_none() {
             self.tensor = Some(name.into());
         }
+        self
+    }
+
+    /// Moves a relative byte offset (inside an embedded stream) to an absolute one.
+    pub(crate) fn rebase(mut self, base: u64) -> Self {
+        self.offset = self.offset.map(|o| base.saturating_add(o));
         self
     }
 

@@ -14,10 +14,12 @@ pub mod hf;
 pub mod json;
 pub mod limits;
 pub mod mmap;
+pub mod onnx;
 mod open;
 pub mod pipeline;
 pub mod roundtrip;
 pub mod safetensors;
+pub mod torch;
 
 pub use error::{Error, ErrorKind, Result, from_core};
 pub use open::{AnySource, Format, detect};

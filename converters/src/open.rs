@@ -12,7 +12,17 @@ use wharf_core::{TensorMeta, TensorSource};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::{GgufFile, MAGIC};
 use crate::hf::load_config;
+use crate::onnx::OnnxSource;
 use crate::safetensors::SafetensorsSource;
+use crate::torch::{self, TorchSource};
+
+fn folder_config(dir: &Path) -> Result<Option<(Value, ModelSpec)>> {
+    if dir.join("config.json").is_file() {
+        Ok(Some(load_config(dir)?))
+    } else {
+        Ok(None)
+    }
+}
 
 /// The container formats wharf reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +33,12 @@ pub enum Format {
     HfFolder,
     /// A GGUF file.
     Gguf,
+    /// A `torch.save` zip checkpoint (`.bin`, `.pt`, `.pth`).
+    Torch,
+    /// An HF folder of `pytorch_model.bin` (single or sharded with an index).
+    HfTorchFolder,
+    /// An ONNX model (`.onnx`), with external data beside it if it has any.
+    Onnx,
 }
 
 impl Format {
@@ -32,6 +48,9 @@ impl Format {
             Format::Safetensors => "safetensors",
             Format::HfFolder => "hf-safetensors",
             Format::Gguf => "gguf",
+            Format::Torch => "pytorch",
+            Format::HfTorchFolder => "hf-pytorch",
+            Format::Onnx => "onnx",
         }
     }
 }
@@ -52,26 +71,73 @@ pub enum AnySource {
     },
     /// A GGUF file.
     Gguf(GgufFile),
+    /// A `torch.save` checkpoint or HF folder of them, with its config when the folder has one.
+    Torch {
+        /// The tensors.
+        source: TorchSource,
+        /// The folder, for HF inputs.
+        dir: Option<PathBuf>,
+        /// `config.json` and its validated description.
+        config: Option<(Value, ModelSpec)>,
+    },
+    /// An ONNX model's initializers.
+    Onnx(OnnxSource),
 }
 
 /// Decides the format of `path` by its structure.
 pub fn detect(path: &Path) -> Result<Format> {
     let meta = std::fs::metadata(path).map_err(|e| Error::from(e).in_file(path))?;
     if meta.is_dir() {
-        return Ok(Format::HfFolder);
+        return Ok(folder_format(path));
     }
-    let mut head = [0u8; 8];
-    let mut f = std::fs::File::open(path).map_err(|e| Error::from(e).in_file(path))?;
-    let n = f
-        .read(&mut head)
+    let mut head = Vec::with_capacity(512);
+    let f = std::fs::File::open(path).map_err(|e| Error::from(e).in_file(path))?;
+    f.take(512)
+        .read_to_end(&mut head)
         .map_err(|e| Error::from(e).in_file(path))?;
-    match head.get(..n) {
-        Some(h) if h.starts_with(&MAGIC) => Ok(Format::Gguf),
-        Some(h) if h.len() == 8 => Ok(Format::Safetensors),
-        _ => Err(Error::new(ErrorKind::UnknownFormat(
-            "file too small to be a checkpoint".into(),
-        ))
-        .in_file(path)),
+    let h = head.as_slice();
+    if h.starts_with(&MAGIC) {
+        return Ok(Format::Gguf);
+    }
+    // Every zip signature ("PK"), so that a zip with data before its first entry is judged
+    // (and refused) as a zip, not as something else.
+    if h.starts_with(b"PK") {
+        return Ok(Format::Torch);
+    }
+    // Protobuf has no magic: an ONNX model is known by its extension, then parsed strictly.
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        return Ok(Format::Onnx);
+    }
+    // A safetensors header is a u64 length then a JSON object.
+    if h.get(8) == Some(&b'{') {
+        return Ok(Format::Safetensors);
+    }
+    if let Some(what) = torch::refused_kind(h) {
+        return Err(Error::new(ErrorKind::UnknownFormat(format!("this is {what}"))).in_file(path));
+    }
+    if h.len() >= 8 {
+        return Ok(Format::Safetensors);
+    }
+    Err(Error::new(ErrorKind::UnknownFormat(
+        "file too small to be a checkpoint".into(),
+    ))
+    .in_file(path))
+}
+
+/// A folder with PyTorch weights and no safetensors is a PyTorch folder.
+fn folder_format(dir: &Path) -> Format {
+    let has = |f: &str| dir.join(f).exists();
+    let any_safetensors = std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+    });
+    if !any_safetensors && (has(torch::WEIGHTS_FILE) || has(torch::INDEX_FILE)) {
+        Format::HfTorchFolder
+    } else {
+        Format::HfFolder
     }
 }
 
@@ -89,6 +155,17 @@ impl AnySource {
                     config: None,
                 })
             }
+            Format::Torch => Ok(AnySource::Torch {
+                source: TorchSource::open_file(path)?,
+                dir: None,
+                config: None,
+            }),
+            Format::HfTorchFolder => Ok(AnySource::Torch {
+                source: TorchSource::open_dir(path)?,
+                dir: Some(path.to_path_buf()),
+                config: folder_config(path)?,
+            }),
+            Format::Onnx => Ok(AnySource::Onnx(OnnxSource::open(path)?)),
             Format::HfFolder => {
                 let source = SafetensorsSource::open_dir(path)?;
                 let config = if path.join("config.json").is_file() {
@@ -111,14 +188,19 @@ impl AnySource {
             AnySource::Safetensors { dir: Some(_), .. } => Format::HfFolder,
             AnySource::Safetensors { .. } => Format::Safetensors,
             AnySource::Gguf(_) => Format::Gguf,
+            AnySource::Torch { dir: Some(_), .. } => Format::HfTorchFolder,
+            AnySource::Torch { .. } => Format::Torch,
+            AnySource::Onnx(_) => Format::Onnx,
         }
     }
 
     /// The validated model description, when the input carries one.
     pub fn spec(&self) -> Option<&ModelSpec> {
         match self {
-            AnySource::Safetensors { config, .. } => config.as_ref().map(|(_, s)| s),
-            AnySource::Gguf(_) => None,
+            AnySource::Safetensors { config, .. } | AnySource::Torch { config, .. } => {
+                config.as_ref().map(|(_, s)| s)
+            }
+            AnySource::Gguf(_) | AnySource::Onnx(_) => None,
         }
     }
 
@@ -138,6 +220,19 @@ impl AnySource {
                 p
             }
             AnySource::Gguf(g) => vec![g.path().to_path_buf()],
+            AnySource::Onnx(o) => o.paths(),
+            AnySource::Torch { source, dir, .. } => {
+                let mut p = source.paths();
+                if let Some(d) = dir {
+                    p.extend(
+                        ["config.json", torch::INDEX_FILE]
+                            .map(|f| d.join(f))
+                            .into_iter()
+                            .filter(|f| f.is_file()),
+                    );
+                }
+                p
+            }
         }
     }
 
@@ -145,6 +240,8 @@ impl AnySource {
         match self {
             AnySource::Safetensors { source, .. } => source,
             AnySource::Gguf(g) => g,
+            AnySource::Torch { source, .. } => source,
+            AnySource::Onnx(o) => o,
         }
     }
 }

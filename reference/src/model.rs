@@ -85,9 +85,13 @@ impl Model {
                 let (config, spec) = (config.clone(), spec.clone());
                 Model::from_weights(Box::new(HfWeights::new(src, Some(&config), spec)?))
             }
-            AnySource::Safetensors { .. } => Err(Error::Spec(
-                "a safetensors input needs its config.json (open the HF folder)".into(),
-            )),
+            other => match other.spec().cloned() {
+                Some(spec) => Model::from_weights(Box::new(HfWeights::new(other, None, spec)?)),
+                None => Err(Error::Spec(
+                    "a safetensors or PyTorch input needs its config.json (open the HF folder)"
+                        .into(),
+                )),
+            },
         }
     }
 

@@ -37,7 +37,7 @@ impl Tokenizer {
     pub fn open(path: &Path) -> Result<Tokenizer> {
         match detect(path)? {
             Format::Gguf => Tokenizer::from_gguf(&GgufFile::open(path)?),
-            Format::HfFolder => {
+            Format::HfFolder | Format::HfTorchFolder => {
                 let file = path.join("tokenizer.json");
                 if !file.is_file() {
                     return Err(Error::Tokenizer(format!(
@@ -47,7 +47,11 @@ impl Tokenizer {
                 }
                 Tokenizer::from_json_file(&file)
             }
-            Format::Safetensors => Tokenizer::from_json_file(path),
+            // A single weights file: its folder's tokenizer.json.
+            Format::Safetensors | Format::Torch | Format::Onnx => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                Tokenizer::from_json_file(&dir.join("tokenizer.json"))
+            }
         }
     }
 

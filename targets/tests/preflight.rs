@@ -15,10 +15,7 @@ fn fixture(p: &str) -> PathBuf {
 
 fn open(p: &str) -> (AnySource, Vec<TensorMeta>) {
     let src = AnySource::open(fixture(p)).unwrap();
-    let metas = match &src {
-        AnySource::Safetensors { source, .. } => source.tensors().to_vec(),
-        AnySource::Gguf(g) => g.tensors().to_vec(),
-    };
+    let metas = src.tensors().to_vec();
     (src, metas)
 }
 

@@ -29,8 +29,13 @@ fn index_err(msg: impl Into<String>) -> Error {
 impl ShardIndex {
     /// Reads and checks the index of `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let path = dir.join(INDEX_FILE);
-        Self::parse(&read_strict(&path)?).map_err(|e| e.in_file(&path))
+        Self::load_file(&dir.join(INDEX_FILE))
+    }
+
+    /// Reads and checks an index file of this layout under any name (PyTorch folders use
+    /// `pytorch_model.bin.index.json`).
+    pub fn load_file(path: &Path) -> Result<Self> {
+        Self::parse(&read_strict(path)?).map_err(|e| e.in_file(path))
     }
 
     pub(crate) fn parse(v: &serde_json::Value) -> Result<Self> {
@@ -90,13 +95,30 @@ impl ShardIndex {
         dir: &Path,
         warnings: &mut Vec<String>,
     ) -> Result<()> {
+        self.check_map(
+            source.tensors(),
+            |t| source.locate(t).map(|(p, ..)| p),
+            dir,
+            warnings,
+        )
+    }
+
+    /// Checks the index agrees exactly with opened shards: `tensors` are every tensor held,
+    /// `locate` names the file holding one.
+    pub fn check_map<'a>(
+        &self,
+        tensors: &[wharf_core::TensorMeta],
+        locate: impl Fn(&str) -> Option<&'a Path>,
+        dir: &Path,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
         let indexed: HashMap<&str, &str> = self
             .weight_map
             .iter()
             .map(|(t, s)| (t.as_str(), s.as_str()))
             .collect();
         for (tensor, shard) in &self.weight_map {
-            let Some((path, ..)) = source.locate(tensor) else {
+            let Some(path) = locate(tensor) else {
                 return Err(index_err(format!("`{tensor}` is not in shard `{shard}`")).in_file(dir));
             };
             if path.file_name().and_then(|f| f.to_str()) != Some(shard.as_str()) {
@@ -107,7 +129,7 @@ impl ShardIndex {
                 .in_file(dir));
             }
         }
-        for meta in source.tensors() {
+        for meta in tensors {
             if !indexed.contains_key(meta.name.as_str()) {
                 return Err(index_err(format!(
                     "`{}` is in a shard but not in the index",
@@ -116,15 +138,15 @@ impl ShardIndex {
                 .in_file(dir));
             }
         }
-        let sum = source.tensors().iter().try_fold(0u64, |acc, m| {
+        let sum = tensors.iter().try_fold(0u64, |acc, m| {
             m.nbytes().ok().and_then(|n| acc.checked_add(n))
         });
         if let (Some(stated), Some(sum)) = (self.total_size, sum)
             && stated != sum
         {
             warnings.push(format!(
-                    "{INDEX_FILE}: metadata.total_size is {stated} but the shards hold {sum} bytes of tensors"
-                ));
+                "index: metadata.total_size is {stated} but the shards hold {sum} bytes of tensors"
+            ));
         }
         Ok(())
     }
