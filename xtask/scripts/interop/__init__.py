@@ -1,0 +1,1 @@
+"""Checks run by `xtask/scripts/interop.py`; one module per consumer family."""
