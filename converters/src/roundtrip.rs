@@ -82,3 +82,38 @@ pub fn shard_index(bytes: &[u8]) -> Result<Outcome, Violation> {
         Err(e) => Outcome::Rejected(e.to_string()),
     })
 }
+
+/// A `torch.save` zip: zip directory, data-only pickle, every tensor view against its record.
+/// Nothing is written back (wharf does not write pickles); the property is a typed answer in
+/// bounded time and memory.
+pub fn torch(bytes: &[u8]) -> Result<Outcome, Violation> {
+    Ok(match crate::torch::parse(bytes) {
+        Ok(_) => Outcome::Accepted,
+        Err(e) => Outcome::Rejected(e.to_string()),
+    })
+}
+
+/// A bare pickle stream through the data-only pickle machine.
+pub fn pickle(bytes: &[u8]) -> Result<Outcome, Violation> {
+    Ok(match crate::torch::unpickle(bytes) {
+        Ok(_) => Outcome::Accepted,
+        Err(e) => Outcome::Rejected(e.to_string()),
+    })
+}
+
+/// An ONNX model's initializers (inline payloads only: external files are never opened here).
+pub fn onnx(bytes: &[u8]) -> Result<Outcome, Violation> {
+    let inits = match crate::onnx::initializers(bytes) {
+        Ok(i) => i,
+        Err(e) => return Ok(Outcome::Rejected(e.to_string())),
+    };
+    for t in &inits {
+        if t.meta.nbytes().is_err() {
+            return Err(Violation(format!(
+                "initializer `{}` accepted with an unrepresentable size",
+                t.meta.name
+            )));
+        }
+    }
+    Ok(Outcome::Accepted)
+}

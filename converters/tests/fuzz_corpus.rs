@@ -25,10 +25,13 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 
 type Check = fn(&[u8]) -> Result<Outcome, roundtrip::Violation>;
 
-const CHECKS: [(&str, Check); 3] = [
+const CHECKS: [(&str, Check); 6] = [
     ("safetensors_header", roundtrip::safetensors),
     ("gguf", roundtrip::gguf),
     ("shard_index", roundtrip::shard_index),
+    ("torch_zip", roundtrip::torch),
+    ("pickle", roundtrip::pickle),
+    ("onnx", roundtrip::onnx),
 ];
 
 #[test]

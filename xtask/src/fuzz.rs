@@ -11,7 +11,15 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The targets of `fuzz/Cargo.toml`.
-const TARGETS: [&str; 4] = ["safetensors_header", "gguf", "shard_index", "manifest"];
+const TARGETS: [&str; 7] = [
+    "safetensors_header",
+    "gguf",
+    "shard_index",
+    "torch_zip",
+    "pickle",
+    "onnx",
+    "manifest",
+];
 
 fn nightly(root: &Path) -> Command {
     let mut c = Command::new("rustup");

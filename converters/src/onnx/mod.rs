@@ -126,7 +126,7 @@ impl OnnxSource {
 }
 
 /// `ModelProto.graph` → `GraphProto.initializer`s.
-fn initializers(buf: &[u8]) -> Result<Vec<Initializer>> {
+pub(crate) fn initializers(buf: &[u8]) -> Result<Vec<Initializer>> {
     let mut model = Fields::new(buf, 0, buf.len());
     let mut graph = None;
     while let Some((field, wire)) = model.next_field()? {

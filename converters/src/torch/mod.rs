@@ -74,7 +74,7 @@ pub struct TorchFile {
 }
 
 #[derive(Debug)]
-struct RecordCheck {
+pub(crate) struct RecordCheck {
     start: u64,
     len: u64,
     crc: u32,
@@ -90,44 +90,7 @@ impl TorchFile {
     }
 
     fn from_map(map: Mapped) -> Result<Self> {
-        let bytes = map.bytes();
-        if !bytes.starts_with(b"PK") {
-            let what = refused_kind(bytes).unwrap_or("not a zip file");
-            return Err(Error::new(ErrorKind::UnknownFormat(format!(
-                "this is {what}"
-            ))));
-        }
-        let dir = zip::read_directory(bytes)?;
-        if let Some(b) = &dir.byteorder {
-            let text = region(bytes, b.start, b.len)?;
-            if text != b"little" {
-                return Err(malformed("torch zip", "byteorder is not `little`").at(b.start));
-            }
-        }
-        if dir.pickle.len > PICKLE_MAX_BYTES {
-            return Err(Error::new(ErrorKind::TooLarge {
-                what: "data.pkl bytes",
-                value: dir.pickle.len,
-                cap: PICKLE_MAX_BYTES,
-            }));
-        }
-        let pkl = region(bytes, dir.pickle.start, dir.pickle.len)?;
-        check_crc(pkl, dir.pickle.crc, &dir.pickle.name)?;
-        let root = pickle::load(pkl).map_err(|e| e.rebase(dir.pickle.start))?;
-        let (slots, warnings) = tensors::slots(root, &dir)?;
-        let records = dir
-            .records
-            .into_iter()
-            .map(|(k, r)| {
-                let check = RecordCheck {
-                    start: r.start,
-                    len: r.len,
-                    crc: r.crc,
-                    ok: OnceLock::new(),
-                };
-                (k, check)
-            })
-            .collect();
+        let (slots, records, warnings) = parse(map.bytes())?;
         Ok(TorchFile {
             map,
             slots,
@@ -300,4 +263,49 @@ impl TensorSource for TorchSource {
         let &(fi, si) = self.location.get(name)?;
         self.files.get(fi)?.slots.get(si).map(|s| &s.meta)
     }
+}
+
+/// What a checked `torch.save` zip holds: tensor slots, records by key, warnings.
+pub(crate) type Parsed = (Vec<Slot>, HashMap<String, RecordCheck>, Vec<String>);
+
+/// Checks a whole `torch.save` zip held in memory: directory, pickle, every tensor view.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed> {
+    if !bytes.starts_with(b"PK") {
+        let what = refused_kind(bytes).unwrap_or("not a zip file");
+        return Err(Error::new(ErrorKind::UnknownFormat(format!(
+            "this is {what}"
+        ))));
+    }
+    let dir = zip::read_directory(bytes)?;
+    if let Some(b) = &dir.byteorder {
+        let text = region(bytes, b.start, b.len)?;
+        if text != b"little" {
+            return Err(malformed("torch zip", "byteorder is not `little`").at(b.start));
+        }
+    }
+    if dir.pickle.len > PICKLE_MAX_BYTES {
+        return Err(Error::new(ErrorKind::TooLarge {
+            what: "data.pkl bytes",
+            value: dir.pickle.len,
+            cap: PICKLE_MAX_BYTES,
+        }));
+    }
+    let pkl = region(bytes, dir.pickle.start, dir.pickle.len)?;
+    check_crc(pkl, dir.pickle.crc, &dir.pickle.name)?;
+    let root = pickle::load(pkl).map_err(|e| e.rebase(dir.pickle.start))?;
+    let (slots, warnings) = tensors::slots(root, &dir)?;
+    let records = dir
+        .records
+        .into_iter()
+        .map(|(k, r)| {
+            let check = RecordCheck {
+                start: r.start,
+                len: r.len,
+                crc: r.crc,
+                ok: OnceLock::new(),
+            };
+            (k, check)
+        })
+        .collect();
+    Ok((slots, records, warnings))
 }
