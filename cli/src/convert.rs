@@ -58,6 +58,16 @@ pub fn run(args: Args) -> Result<()> {
     };
     let n = match to {
         To::Gguf => to_gguf(&src, &args)?,
+        // A GGUF written back as an HF folder gets HF names, layouts and config.json.
+        To::Safetensors if is_folder_target(&args.output) && matches!(src, AnySource::Gguf(_)) => {
+            let dtype = match args.dtype {
+                Dtype::F16 => DType::F16,
+                Dtype::Bf16 => DType::BF16,
+                Dtype::F32 | Dtype::Keep => DType::F32,
+            };
+            drop(src);
+            wharf_targets::hf_from_gguf::write(&args.src, &args.output, dtype)?
+        }
         To::Safetensors if is_folder_target(&args.output) => to_folder(&src, &args)?,
         To::Safetensors => to_safetensors_file(&src, &args)?,
     };

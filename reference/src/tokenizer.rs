@@ -109,6 +109,38 @@ impl Tokenizer {
         Ok(Tokenizer { inner, bos })
     }
 
+    /// The tokenizer as a `tokenizer.json` document (how a GGUF vocabulary is written back into
+    /// an HF folder).
+    ///
+    /// A GGUF's `add_bos_token` becomes a `TemplateProcessing` post-processor, as HF Llama
+    /// tokenizers carry it, so the document encodes exactly as [`Tokenizer::encode`].
+    pub fn to_json(&self) -> Result<String> {
+        let text = self.inner.to_string(true).map_err(tok_err)?;
+        let Some(bos) = self.bos else {
+            return Ok(text);
+        };
+        let token = self
+            .inner
+            .id_to_token(bos)
+            .ok_or_else(|| tok_err(format!("BOS id {bos} is not in the vocabulary")))?;
+        let mut doc: Json = serde_json::from_str(&text).map_err(tok_err)?;
+        doc["post_processor"] = json!({
+            "type": "TemplateProcessing",
+            "single": [
+                {"SpecialToken": {"id": token, "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}}
+            ],
+            "pair": [
+                {"SpecialToken": {"id": token, "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": token, "type_id": 1}},
+                {"Sequence": {"id": "B", "type_id": 1}}
+            ],
+            "special_tokens": {token.clone(): {"id": token, "ids": [bos], "tokens": [token]}}
+        });
+        serde_json::to_string_pretty(&doc).map_err(tok_err)
+    }
+
     /// The ids of `text`, with the special tokens the model's tokenizer adds (BOS).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, true).map_err(tok_err)?;

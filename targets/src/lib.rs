@@ -9,6 +9,7 @@ pub mod export;
 pub mod folder;
 pub mod gguf;
 pub mod golden;
+pub mod hf_from_gguf;
 pub mod preflight;
 pub mod profile;
 mod runmd;

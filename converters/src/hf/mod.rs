@@ -6,6 +6,7 @@ mod keys;
 mod mlx_plan;
 mod spm;
 pub mod storage;
+mod to_config;
 mod to_gguf;
 mod transforms;
 mod vocab;
@@ -15,7 +16,9 @@ pub use fp8_plan::{Fp8Plan, Fp8Scheme, plan_fp8, quantization_config};
 pub use keys::{count_notation, gguf_arch};
 pub use mlx_plan::{MlxPlan, plan_mlx};
 pub use spm::{Piece, parse_pieces};
+pub use to_config::config_json;
 pub use to_gguf::{
     GgufOptions, GgufPlan, OutType, plan as plan_gguf, plan_logical as plan_gguf_logical,
 };
+pub use transforms::llama3_rope_factors;
 pub use vocab::tokenizer_kvs;
