@@ -94,3 +94,40 @@ fn demo_exports_and_verifies_every_target() {
         );
     }
 }
+
+#[test]
+fn quantizing_a_non_finite_weight_is_refused_naming_the_tensor() {
+    // RELIABILITY.md S17: NaN/Inf must never become a NaN scale.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("nan-llama");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture("models/llama").join(f), model.join(f)).unwrap();
+    }
+    let mut bytes = std::fs::read(fixture("models/llama/model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let name = "model.layers.1.mlp.down_proj.weight";
+    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n;
+    bytes[start + 40..start + 44].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(model.join("model.safetensors"), bytes).unwrap();
+    for scheme in ["gguf:Q4_0", "fp8-block"] {
+        let out = dir.path().join("out");
+        let o = wharf(&[
+            "quantize",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--scheme",
+            scheme,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{scheme}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("not finite"), "{scheme}: {err}");
+        assert!(
+            err.contains("blk.1.ffn_down") || err.contains(name),
+            "{scheme}: {err}"
+        );
+        assert!(!out.exists(), "{scheme}");
+    }
+}

@@ -115,6 +115,14 @@ fn write_one(
     let mut out = vec![0u8; p.meta.nbytes()? as usize];
     match encoder {
         Some(enc) if !wharf_core::cast::encodes_from_f32(p.meta.dtype) => {
+            // RELIABILITY.md S17: a NaN or infinity would become a NaN scale that poisons a
+            // whole block; quantizing refuses it (float conversions carry values as they are).
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::new(ErrorKind::Unconvertible(format!(
+                    "value {} at element {i} is not finite; refusing to quantize it",
+                    values.get(i).copied().unwrap_or(f32::NAN)
+                ))));
+            }
             enc(&p.meta, &values, &mut out).map_err(|e| Error::new(ErrorKind::Unconvertible(e)))?;
         }
         _ => encode(p.meta.dtype, &values, &mut out)?,
