@@ -50,6 +50,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let src = AnySource::open(&args.src)?;
+    crate::warn_source(&src);
     ensure_not_input(&args.output, &src.paths())?;
     let to = match args.to {
         Some(t) => t,

@@ -19,6 +19,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let src = AnySource::open(&args.path)?;
+    crate::warn_source(&src);
     let report = report(&src)?;
     if args.json {
         crate::emit(&(serde_json::to_string_pretty(&report)? + "\n"))

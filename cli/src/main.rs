@@ -66,6 +66,13 @@ impl std::fmt::Display for CheckFailed {
 
 impl std::error::Error for CheckFailed {}
 
+/// Prints the reader's warnings about an input on stderr.
+pub fn warn_source(src: &wharf_converters::AnySource) {
+    for w in src.warnings() {
+        eprintln!("wharf: warning: {w}");
+    }
+}
+
 /// Writes `text` to stdout; a closed pipe (`wharf inspect X | head`) is not an error.
 pub fn emit(text: &str) -> anyhow::Result<()> {
     use std::io::Write;

@@ -49,6 +49,7 @@ pub fn run(args: Args) -> Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("scheme `{}`: {e}", args.scheme))?;
     let src = AnySource::open(&args.src)?;
+    crate::warn_source(&src);
     ensure_not_input(&args.output, &src.paths())?;
     let job = gguf::plan(&src, mix, &options(&args)?)?;
     gguf::write(&src, &job, &args.output, None)?;

@@ -16,6 +16,7 @@ pub fn run(src_path: &Path, output: &Path, scheme: &str) -> Result<()> {
         );
     };
     let src = AnySource::open(src_path)?;
+    crate::warn_source(&src);
     ensure_not_input(output, &src.paths())?;
     let job = folder::plan(&src, parsed?)?;
     let out = AtomicDir::create(output)?;

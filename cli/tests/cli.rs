@@ -131,3 +131,13 @@ fn quantizing_a_non_finite_weight_is_refused_naming_the_tensor() {
         assert!(!out.exists(), "{scheme}");
     }
 }
+
+#[test]
+fn semantic_gguf_metadata_is_refused_where_it_is_consumed() {
+    // RELIABILITY.md G16: a well-formed container whose metadata lies (a million blocks, a
+    // BOS id past the vocabulary, scores typed u8) is refused by the model description.
+    let f = fixture("../attacks/gguf/G16_semantic.gguf");
+    let o = wharf(&["infer", f.to_str().unwrap(), "--ids", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("G16_semantic.gguf"));
+}

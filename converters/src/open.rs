@@ -99,6 +99,13 @@ pub fn detect(path: &Path) -> Result<Format> {
     if h.starts_with(&MAGIC) {
         return Ok(Format::Gguf);
     }
+    // RELIABILITY.md G1: the magic read with the wrong byte order.
+    if h.starts_with(b"FUGG") {
+        return Err(Error::new(ErrorKind::UnknownFormat(
+            "magic `FUGG`: a byte-swapped (big-endian) GGUF, which is not supported".into(),
+        ))
+        .in_file(path));
+    }
     // Every zip signature ("PK"), so that a zip with data before its first entry is judged
     // (and refused) as a zip, not as something else.
     if h.starts_with(b"PK") {
@@ -201,6 +208,16 @@ impl AnySource {
                 config.as_ref().map(|(_, s)| s)
             }
             AnySource::Gguf(_) | AnySource::Onnx(_) => None,
+        }
+    }
+
+    /// Things the reader accepted but the user should know (an index whose `total_size`
+    /// disagrees with its shards, pickle metadata dropped, ...).
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            AnySource::Safetensors { source, .. } => source.warnings().to_vec(),
+            AnySource::Torch { source, .. } => source.warnings(),
+            _ => Vec::new(),
         }
     }
 
