@@ -23,6 +23,7 @@ mod model;
 pub mod moe;
 pub mod npy;
 pub mod rope;
+mod spm;
 mod tokenizer;
 pub mod weights;
 

@@ -69,7 +69,77 @@ fn wharf_converted_qwen2_vocab_matches_tokenizer_json() {
 }
 
 #[test]
-fn unsupported_vocabularies_are_errors() {
-    let e = Tokenizer::open(&data().join("models/mistral_bf16")).unwrap_err();
+fn folders_without_a_tokenizer_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        data().join("models/llama/config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    std::fs::copy(
+        data().join("models/llama/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let e = Tokenizer::open(dir.path()).unwrap_err();
     assert!(matches!(e, wharf_reference::Error::Tokenizer(_)));
+}
+
+#[test]
+fn sentencepiece_vocabularies_encode_like_the_sentencepiece_library() {
+    // Ids from the SentencePiece library itself (xtask/scripts/gen_spm_vectors.py).
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data().join("../vectors/tokenizer/mistral_bf16_spm.json")).unwrap(),
+    )
+    .unwrap();
+    let model = data().join("models/mistral_bf16");
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("m.gguf");
+    {
+        let src = wharf_converters::AnySource::open(&model).unwrap();
+        let wharf_converters::AnySource::Safetensors {
+            source,
+            dir: Some(d),
+            config: Some((config, spec)),
+        } = &src
+        else {
+            panic!("not an HF folder")
+        };
+        let opts = wharf_converters::hf::GgufOptions {
+            out: wharf_converters::hf::OutType::F32,
+            pre: None,
+        };
+        let plan = wharf_converters::hf::plan_gguf(source, d, config, spec, &opts).unwrap();
+        let metas: Vec<_> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
+        let mut w =
+            wharf_converters::gguf::GgufWriter::create(&gguf, &plan.kvs, &metas, None).unwrap();
+        wharf_converters::pipeline::run(source, &plan.tensors, &mut w, &mut |_| {}).unwrap();
+        w.commit().unwrap();
+    }
+    let from_model = Tokenizer::open(&model).unwrap();
+    let from_gguf = Tokenizer::open(&gguf).unwrap();
+    for case in v["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            from_model.encode(text).unwrap(),
+            want,
+            "tokenizer.model: {text:?}"
+        );
+        // A GGUF keeps no normalization rule (llama.cpp applies none beyond the dummy
+        // prefix), so it agrees with SentencePiece where this model's rule changes nothing.
+        let plain = text.split_whitespace().collect::<Vec<_>>().join(" ") == text;
+        if plain {
+            assert_eq!(
+                from_gguf.encode(text).unwrap(),
+                want,
+                "GGUF llama vocab: {text:?}"
+            );
+        }
+    }
 }

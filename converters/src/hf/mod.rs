@@ -15,7 +15,7 @@ pub use config::{architecture, load_config, parse_config};
 pub use fp8_plan::{Fp8Plan, Fp8Scheme, plan_fp8, quantization_config};
 pub use keys::{count_notation, gguf_arch};
 pub use mlx_plan::{MlxPlan, plan_mlx};
-pub use spm::{Piece, parse_pieces};
+pub use spm::{Normalizer, Piece, parse_normalizer, parse_pieces};
 pub use to_config::config_json;
 pub use to_gguf::{
     GgufOptions, GgufPlan, OutType, plan as plan_gguf, plan_logical as plan_gguf_logical,

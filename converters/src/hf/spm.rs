@@ -76,6 +76,47 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The parts of `ModelProto.normalizer_spec` (field 3) that change token ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalizer {
+    /// `nmt_nfkc`, `nfkc`, `identity`, ... (field 1).
+    pub name: String,
+    /// Prepend `▁` to the input (field 3, default true).
+    pub add_dummy_prefix: bool,
+    /// Strip leading/trailing and collapse inner whitespace (field 4, default true).
+    pub remove_extra_whitespaces: bool,
+    /// The compiled character map of the normalization rule (field 2; empty for `identity`).
+    pub charsmap: Vec<u8>,
+}
+
+/// Parses the normalizer spec of a `tokenizer.model` (the proto defaults when absent).
+pub fn parse_normalizer(bytes: &[u8]) -> Result<Normalizer> {
+    let mut out = Normalizer {
+        name: "nmt_nfkc".into(),
+        add_dummy_prefix: true,
+        remove_extra_whitespaces: true,
+        charsmap: Vec::new(),
+    };
+    let mut r = Reader { b: bytes, pos: 0 };
+    while !r.done() {
+        let (field, wire, _, payload) = r.field()?;
+        if field != 3 || wire != 2 {
+            continue;
+        }
+        let mut n = Reader { b: payload, pos: 0 };
+        while !n.done() {
+            match n.field()? {
+                (1, 2, _, s) => out.name = String::from_utf8_lossy(s).into_owned(),
+                (2, 2, _, s) => out.charsmap = s.to_vec(),
+                (3, 0, v, _) => out.add_dummy_prefix = v != 0,
+                (4, 0, v, _) => out.remove_extra_whitespaces = v != 0,
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Parses the pieces of a `tokenizer.model`.
 pub fn parse_pieces(bytes: &[u8]) -> Result<Vec<Piece>> {
     let mut r = Reader { b: bytes, pos: 0 };
