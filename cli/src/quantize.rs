@@ -66,7 +66,9 @@ pub fn run(args: Args) -> Result<()> {
         allow_requantize: args.allow_requantize,
     };
     let job = gguf::plan_with(&src, mix, &options(&args)?, extras)?;
-    gguf::write(&src, &job, &args.output, None)?;
+    let mut bar = crate::progress::Bar::new("quantizing");
+    gguf::write(&src, &job, &args.output, None, &mut |s| bar.step(s))?;
+    drop(bar);
     println!(
         "wrote {} ({} tensors, {})",
         args.output.display(),

@@ -20,9 +20,14 @@ pub fn run(src_path: &Path, output: &Path, scheme: &str) -> Result<()> {
     let job = folder::plan(&src, parsed?)?;
     let out = AtomicDir::create(output)?;
     let dir = out.path().to_path_buf();
-    job.write(&dir, None, &mut |name, bytes| {
-        folder::write_file(&dir.join(name), bytes)
-    })?;
+    let mut bar = crate::progress::Bar::new("quantizing");
+    job.write(
+        &dir,
+        None,
+        &mut |name, bytes| folder::write_file(&dir.join(name), bytes),
+        &mut |s| bar.step(s),
+    )?;
+    drop(bar);
     out.commit()?;
     println!(
         "wrote {} ({} tensors, {scheme})",

@@ -13,7 +13,7 @@ use wharf_converters::safetensors::{ShardedWriter, TapFactory, plan_shards};
 use wharf_core::{TensorMeta, TensorSink};
 use wharf_quantizers::mlx::MlxParams;
 
-use crate::{Error, Result};
+use crate::{Error, Progress, Result};
 
 /// Largest shard, as transformers' `save_pretrained` default.
 pub const SHARD_BYTES: u64 = 5_000_000_000;
@@ -119,12 +119,14 @@ impl FolderJob<'_> {
     }
 
     /// Writes the folder's files into `out` (an existing, empty folder): shards through
-    /// writers fed by `taps`, small files through `small(name, bytes)`.
+    /// writers fed by `taps`, small files through `small(name, bytes)`, each finished tensor
+    /// reported to `progress`.
     pub fn write(
         &self,
         out: &Path,
         taps: Option<TapFactory>,
         small: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+        progress: Progress<'_>,
     ) -> Result<()> {
         let metas = self.metas();
         let shards = plan_shards(&metas, SHARD_BYTES)?;
@@ -146,7 +148,7 @@ impl FolderJob<'_> {
             &self.view,
             self.tensors(),
             w.as_mut(),
-            &mut |_| {},
+            &mut crate::steps(&metas, progress),
             Some(&encode),
         )?;
         w.finish().map_err(|e| Error::Unsupported(e.to_string()))?;

@@ -18,7 +18,7 @@ use wharf_quantizers::ggml::mix::{
     Mix, MixOptions, ModelFacts, allows_quantization, choose_types, requires_imatrix,
 };
 
-use crate::{Error, Result};
+use crate::{Error, Progress, Result};
 
 /// GGUF metadata in file order.
 pub type Kvs = Vec<(String, Value)>;
@@ -176,8 +176,15 @@ fn imatrix_kvs(kvs: &mut Kvs, m: &Imatrix, file: &str) {
     }
 }
 
-/// Streams the planned GGUF to `out` (atomically), feeding every byte to `tap`.
-pub fn write(src: &AnySource, job: &GgufJob<'_>, out: &Path, tap: Option<Tap>) -> Result<()> {
+/// Streams the planned GGUF to `out` (atomically), feeding every byte to `tap` and reporting
+/// each finished tensor to `progress`.
+pub fn write(
+    src: &AnySource,
+    job: &GgufJob<'_>,
+    out: &Path,
+    tap: Option<Tap>,
+    progress: Progress<'_>,
+) -> Result<()> {
     let metas = job.metas();
     let mut w = GgufWriter::create(out, &job.kvs, &metas, tap)?;
     let encode = |m: &TensorMeta, v: &[f32], out: &mut [u8]| {
@@ -200,7 +207,8 @@ pub fn write(src: &AnySource, job: &GgufJob<'_>, out: &Path, tap: Option<Tap>) -
         Some(v) => v,
         None => src,
     };
-    pipeline::run_with(input, &job.plan, &mut w, &mut |_| {}, Some(&encode))?;
+    let mut step = crate::steps(&metas, progress);
+    pipeline::run_with(input, &job.plan, &mut w, &mut step, Some(&encode))?;
     w.commit()?;
     Ok(())
 }
