@@ -110,7 +110,8 @@ fn to_gguf(src: &AnySource, args: &Args) -> Result<usize> {
     let plan = plan_gguf_logical(source, &view, dir, config, spec, &opts)?;
     let metas: Vec<TensorMeta> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
     let mut w = GgufWriter::create(&args.output, &plan.kvs, &metas, None)?;
-    pipeline::run(&view, &plan.tensors, &mut w, &mut |_| {})?;
+    let mut bar = crate::progress::Bar::new("converting");
+    pipeline::run(&view, &plan.tensors, &mut w, &mut bar.for_metas(&metas))?;
     w.commit()?;
     Ok(metas.len())
 }
@@ -152,12 +153,16 @@ fn same_names_plan(src: &dyn TensorSource, dtype: Dtype) -> Result<Vec<Planned>>
         .collect()
 }
 
+fn plan_metas(plan: &[Planned]) -> Vec<TensorMeta> {
+    plan.iter().map(|p| p.meta.clone()).collect()
+}
+
 fn to_safetensors_file(src: &AnySource, args: &Args) -> Result<usize> {
     let view = logical_view(src)?;
     let plan = same_names_plan(&view, args.dtype)?;
-    let metas: Vec<TensorMeta> = plan.iter().map(|p| p.meta.clone()).collect();
-    let mut w = SafetensorsWriter::create(&args.output, metas, &BTreeMap::new())?;
-    pipeline::run(&view, &plan, &mut w, &mut |_| {})?;
+    let mut w = SafetensorsWriter::create(&args.output, plan_metas(&plan), &BTreeMap::new())?;
+    let mut bar = crate::progress::Bar::new("converting");
+    pipeline::run(&view, &plan, &mut w, &mut bar.for_metas(&plan_metas(&plan)))?;
     w.commit()?;
     Ok(plan.len())
 }
@@ -171,7 +176,8 @@ fn to_folder(src: &AnySource, args: &Args) -> Result<usize> {
     let mut meta = BTreeMap::new();
     meta.insert("format".to_owned(), "pt".to_owned());
     let mut w = Box::new(ShardedWriter::new(out.path(), shards, meta));
-    pipeline::run(&view, &plan, w.as_mut(), &mut |_| {})?;
+    let mut bar = crate::progress::Bar::new("converting");
+    pipeline::run(&view, &plan, w.as_mut(), &mut bar.for_metas(&metas))?;
     w.finish()?;
     if let AnySource::Safetensors { dir: Some(dir), .. } | AnySource::Torch { dir: Some(dir), .. } =
         src

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use wharf_targets::export::{ExportOptions, export};
+use wharf_targets::export::{ExportOptions, export_with_progress};
 use wharf_targets::preflight::{human, parse_memory};
 
 use crate::CheckFailed;
@@ -59,7 +59,10 @@ pub fn run(args: Args) -> Result<()> {
     if !args.ids.is_empty() {
         opts.prompt_ids = Some(args.ids);
     }
-    let done = match export(&args.src, &args.output, &opts) {
+    let mut bar = crate::progress::Bar::new("writing");
+    let exported = export_with_progress(&args.src, &args.output, &opts, &mut |s| bar.step(s));
+    drop(bar);
+    let done = match exported {
         Err(e @ wharf_targets::Error::Gate { .. }) => {
             return Err(CheckFailed(format!("{e}; nothing written (--force keeps it)")).into());
         }

@@ -12,6 +12,7 @@ mod demo;
 mod export;
 mod infer;
 mod inspect;
+mod progress;
 mod quantize;
 mod quantize_hf;
 mod targets_cmd;

@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use wharf_converters::AnySource;
 use wharf_converters::atomic::ensure_not_input;
+use wharf_converters::imatrix::Imatrix;
 use wharf_core::DType;
 use wharf_quantizers::ggml::mix::{Mix, MixOptions};
 use wharf_targets::gguf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source: HF folder or an F32/F16/BF16 GGUF.
+    /// Source: HF folder or an F32/F16/BF16 GGUF (a quantized GGUF with --allow-requantize).
     src: PathBuf,
     /// Output GGUF file.
     #[arg(short, long)]
@@ -39,6 +40,12 @@ pub struct Args {
     /// `PATTERN=TYPE`: tensors whose name matches PATTERN get TYPE (repeatable).
     #[arg(long = "tensor-type")]
     tensor_type: Vec<String>,
+    /// Importance matrix from llama-imatrix (GGUF, or the legacy `.dat` format).
+    #[arg(long)]
+    imatrix: Option<PathBuf>,
+    /// Accept a quantized GGUF source: its tensors are dequantized and quantized again.
+    #[arg(long)]
+    allow_requantize: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -51,8 +58,18 @@ pub fn run(args: Args) -> Result<()> {
     let src = AnySource::open(&args.src)?;
     crate::warn_source(&src);
     ensure_not_input(&args.output, &src.paths())?;
-    let job = gguf::plan(&src, mix, &options(&args)?)?;
-    gguf::write(&src, &job, &args.output, None)?;
+    let imatrix = match &args.imatrix {
+        Some(p) => Some((Imatrix::load(p)?, p.to_string_lossy().into_owned())),
+        None => None,
+    };
+    let extras = gguf::Extras {
+        imatrix: imatrix.as_ref().map(|(m, name)| (m, name.as_str())),
+        allow_requantize: args.allow_requantize,
+    };
+    let job = gguf::plan_with(&src, mix, &options(&args)?, extras)?;
+    let mut bar = crate::progress::Bar::new("quantizing");
+    gguf::write(&src, &job, &args.output, None, &mut |s| bar.step(s))?;
+    drop(bar);
     println!(
         "wrote {} ({} tensors, {})",
         args.output.display(),

@@ -1,4 +1,4 @@
-//! `wharf quantize SRC -o OUT --scheme fp8-block|ct-fp8-block|fp8-channel|fp8|mlx4|mlx8|mlx<B>g<G>`:
+//! `wharf quantize SRC -o OUT --scheme fp8-block|ct-fp8-block|fp8-channel|fp8|int4|mlx4|mlx8|mlx<B>g<G>`:
 //! an HF folder (shards + index, config with the scheme's quantization block, tokenizer copied)
 //! from any source wharf reads; quantized sources are dequantized first.
 
@@ -12,7 +12,7 @@ use wharf_targets::folder;
 pub fn run(src_path: &Path, output: &Path, scheme: &str) -> Result<()> {
     let Some(parsed) = folder::parse_scheme(scheme) else {
         bail!(
-            "unknown scheme `{scheme}` (gguf:<TYPE>, fp8, fp8-channel, fp8-block, ct-fp8-block, mlx4, mlx8, mlx<B>g<G>)"
+            "unknown scheme `{scheme}` (gguf:<TYPE>, fp8, fp8-channel, fp8-block, ct-fp8-block, int4, mlx4, mlx8, mlx<B>g<G>)"
         );
     };
     let src = AnySource::open(src_path)?;
@@ -21,9 +21,14 @@ pub fn run(src_path: &Path, output: &Path, scheme: &str) -> Result<()> {
     let job = folder::plan(&src, parsed?)?;
     let out = AtomicDir::create(output)?;
     let dir = out.path().to_path_buf();
-    job.write(&dir, None, &mut |name, bytes| {
-        folder::write_file(&dir.join(name), bytes)
-    })?;
+    let mut bar = crate::progress::Bar::new("quantizing");
+    job.write(
+        &dir,
+        None,
+        &mut |name, bytes| folder::write_file(&dir.join(name), bytes),
+        &mut |s| bar.step(s),
+    )?;
+    drop(bar);
     out.commit()?;
     println!(
         "wrote {} ({} tensors, {scheme})",

@@ -11,6 +11,7 @@ pub mod atomic;
 mod error;
 pub mod gguf;
 pub mod hf;
+pub mod imatrix;
 pub mod json;
 pub mod limits;
 pub mod mmap;

@@ -139,8 +139,13 @@ pub fn read_f32(src: &dyn TensorSource, name: &str) -> Result<Vec<f32>> {
     let n = meta.numel()? as usize;
     let bytes = src.bytes(name).map_err(from_core)?;
     let mut out = vec![0f32; n];
-    decode_f32(meta.dtype, &bytes, &mut out)
-        .map_err(|e| Error::new(ErrorKind::Unconvertible(e.to_string())).in_tensor(name))?;
+    // GGML blocks (a quantized GGUF read for requantizing) decode through the codecs.
+    let decoded = if wharf_core::cast::decodes_to_f32(meta.dtype) {
+        decode_f32(meta.dtype, &bytes, &mut out).map_err(|e| e.to_string())
+    } else {
+        wharf_quantizers::ggml::dequantize(meta.dtype, &bytes, &mut out).map_err(|e| e.to_string())
+    };
+    decoded.map_err(|e| Error::new(ErrorKind::Unconvertible(e)).in_tensor(name))?;
     Ok(out)
 }
 

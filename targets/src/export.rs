@@ -16,7 +16,7 @@ use crate::golden::Golden;
 use crate::preflight::{self, Preflight, Request};
 use crate::profile::{Container, TargetProfile};
 use crate::runmd::{self, RunInfo};
-use crate::{Error, Result, folder, gguf};
+use crate::{Error, Progress, Result, folder, gguf};
 
 /// The prompt used without `--prompt`: the fixtures' golden prompt, folded into the vocabulary.
 pub const DEFAULT_PROMPT_IDS: [u32; 16] = [
@@ -79,6 +79,16 @@ pub struct Exported {
 
 /// Exports `src` to `out` for `opts.profile`.
 pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Exported> {
+    export_with_progress(src_path, out, opts, &mut |_| {})
+}
+
+/// [`export`], reporting the model files' tensors to `progress` as they are written.
+pub fn export_with_progress(
+    src_path: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+    progress: Progress<'_>,
+) -> Result<Exported> {
     let profile = opts.profile;
     let scheme = profile.scheme(opts.scheme.as_deref())?.to_owned();
     let source_model = Model::open(src_path).map_err(|e| Error::Reference(e.to_string()))?;
@@ -119,7 +129,7 @@ pub fn export(src_path: &Path, out: &Path, opts: &ExportOptions) -> Result<Expor
         out.to_path_buf()
     };
     let mut bundle = BundleDir::create(&bundle_target)?;
-    let model_file = write_model(&src, &job, &mut bundle, &name, &scheme)?;
+    let model_file = write_model(&src, &job, &mut bundle, &name, &scheme, progress)?;
     drop(job);
 
     let vocab = source_model.vocab_size() as u32;
@@ -219,18 +229,19 @@ fn write_model(
     bundle: &mut BundleDir,
     name: &str,
     scheme: &str,
+    progress: Progress<'_>,
 ) -> Result<String> {
     match job {
         Job::Gguf(j) => {
             let file = format!("{name}-{}.gguf", scheme.trim_start_matches("gguf:"));
             let tap = bundle.tap(&file);
-            gguf::write(src, j, &bundle.path().join(&file), Some(tap))?;
+            gguf::write(src, j, &bundle.path().join(&file), Some(tap), progress)?;
             Ok(file)
         }
         Job::Folder(j) => {
             let dir = bundle.path().to_path_buf();
             let taps = bundle.tap_factory();
-            j.write(&dir, Some(taps), &mut |n, b| bundle.write(n, b))?;
+            j.write(&dir, Some(taps), &mut |n, b| bundle.write(n, b), progress)?;
             Ok(".".into())
         }
     }

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 
 use wharf_converters::AnySource;
 use wharf_converters::hf::storage::QuantizedView;
-use wharf_converters::hf::{Fp8Plan, Fp8Scheme, MlxPlan, plan_fp8, plan_mlx};
+use wharf_converters::hf::{Fp8Plan, Fp8Scheme, Int4Plan, MlxPlan, plan_fp8, plan_int4, plan_mlx};
 use wharf_converters::pipeline::{self, Planned};
 use wharf_converters::safetensors::{ShardedWriter, TapFactory, plan_shards};
 use wharf_core::{TensorMeta, TensorSink};
 use wharf_quantizers::mlx::MlxParams;
 
-use crate::{Error, Result};
+use crate::{Error, Progress, Result};
 
 /// Largest shard, as transformers' `save_pretrained` default.
 pub const SHARD_BYTES: u64 = 5_000_000_000;
@@ -34,9 +34,11 @@ pub enum FolderScheme {
     Fp8(Fp8Scheme),
     /// MLX affine.
     Mlx(MlxParams),
+    /// compressed-tensors `pack-quantized` W4A16 (4-bit symmetric, group 128).
+    Int4,
 }
 
-/// Parses `fp8-block`, `ct-fp8-block`, `fp8-channel`, `fp8`, `mlx4`, `mlx8`, `mlx<B>g<G>`;
+/// Parses `fp8-block`, `ct-fp8-block`, `fp8-channel`, `fp8`, `int4`, `mlx4`, `mlx8`, `mlx<B>g<G>`;
 /// `None` for names that are none of these.
 pub fn parse_scheme(name: &str) -> Option<Result<FolderScheme>> {
     let fp8 = match name {
@@ -48,6 +50,9 @@ pub fn parse_scheme(name: &str) -> Option<Result<FolderScheme>> {
     };
     if let Some(s) = fp8 {
         return Some(Ok(FolderScheme::Fp8(s)));
+    }
+    if name == "int4" {
+        return Some(Ok(FolderScheme::Int4));
     }
     let rest = name.strip_prefix("mlx")?;
     let (bits, group) = match rest.split_once('g') {
@@ -64,6 +69,7 @@ pub fn parse_scheme(name: &str) -> Option<Result<FolderScheme>> {
 enum Kind {
     Fp8(Fp8Plan),
     Mlx(MlxPlan),
+    Int4(Int4Plan),
 }
 
 /// A planned folder.
@@ -90,13 +96,14 @@ pub fn plan(src: &AnySource, scheme: FolderScheme) -> Result<FolderJob<'_>> {
     } = src
     else {
         return Err(Error::Unsupported(
-            "FP8 and MLX output need an HF folder with config.json".into(),
+            "FP8, INT4 and MLX output need an HF folder with config.json".into(),
         ));
     };
     let view = QuantizedView::new(src, Some(config))?;
     let kind = match scheme {
         FolderScheme::Fp8(s) => Kind::Fp8(plan_fp8(&view, config, s)?),
         FolderScheme::Mlx(p) => Kind::Mlx(plan_mlx(&view, config, p)?),
+        FolderScheme::Int4 => Kind::Int4(plan_int4(&view, config)?),
     };
     Ok(FolderJob {
         view,
@@ -110,6 +117,7 @@ impl FolderJob<'_> {
         match &self.kind {
             Kind::Fp8(p) => &p.tensors,
             Kind::Mlx(p) => &p.tensors,
+            Kind::Int4(p) => &p.tensors,
         }
     }
 
@@ -119,18 +127,21 @@ impl FolderJob<'_> {
     }
 
     /// Writes the folder's files into `out` (an existing, empty folder): shards through
-    /// writers fed by `taps`, small files through `small(name, bytes)`.
+    /// writers fed by `taps`, small files through `small(name, bytes)`, each finished tensor
+    /// reported to `progress`.
     pub fn write(
         &self,
         out: &Path,
         taps: Option<TapFactory>,
         small: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+        progress: Progress<'_>,
     ) -> Result<()> {
         let metas = self.metas();
         let shards = plan_shards(&metas, SHARD_BYTES)?;
         let (format, config, index) = match &self.kind {
             Kind::Fp8(p) => ("pt", &p.config, None),
             Kind::Mlx(p) => ("mlx", &p.config, Some(p.index_json(&shards.shards)?)),
+            Kind::Int4(p) => ("pt", &p.config, None),
         };
         let meta = BTreeMap::from([("format".to_owned(), format.to_owned())]);
         let mut w = ShardedWriter::new(out, shards, meta);
@@ -141,12 +152,13 @@ impl FolderJob<'_> {
         let encode = |m: &TensorMeta, v: &[f32], o: &mut [u8]| match &self.kind {
             Kind::Fp8(p) => p.encode(m, v, o),
             Kind::Mlx(p) => p.encode(m, v, o),
+            Kind::Int4(p) => p.encode(m, v, o),
         };
         pipeline::run_with(
             &self.view,
             self.tensors(),
             w.as_mut(),
-            &mut |_| {},
+            &mut crate::steps(&metas, progress),
             Some(&encode),
         )?;
         w.finish().map_err(|e| Error::Unsupported(e.to_string()))?;

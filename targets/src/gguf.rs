@@ -3,6 +3,7 @@
 //! `llama-model-loader.h` `weight_name_comparer`), per-tensor types from the mix rules, and
 //! each tensor quantized as it streams out.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use wharf_converters::AnySource;
@@ -10,11 +11,14 @@ use wharf_converters::atomic::Tap;
 use wharf_converters::gguf::{GgufWriter, Value};
 use wharf_converters::hf::storage::QuantizedView;
 use wharf_converters::hf::{GgufOptions, OutType, plan_gguf, plan_gguf_logical};
+use wharf_converters::imatrix::Imatrix;
 use wharf_converters::pipeline::{self, Planned};
 use wharf_core::{DType, TensorMeta, TensorSource};
-use wharf_quantizers::ggml::mix::{Mix, MixOptions, ModelFacts, choose_types};
+use wharf_quantizers::ggml::mix::{
+    Mix, MixOptions, ModelFacts, allows_quantization, choose_types, requires_imatrix,
+};
 
-use crate::{Error, Result};
+use crate::{Error, Progress, Result};
 
 /// GGUF metadata in file order.
 pub type Kvs = Vec<(String, Value)>;
@@ -27,6 +31,18 @@ pub struct GgufJob<'a> {
     pub plan: Vec<Planned>,
     /// The logical view planned tensors are read through (quantized HF folders).
     view: Option<QuantizedView<'a>>,
+    /// Importances per output tensor (`n_per_row * n_expert` values), for those that have one.
+    importance: BTreeMap<String, Vec<f32>>,
+}
+
+/// What llama-quantize takes beyond the mix and the type options.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extras<'i> {
+    /// `--imatrix`: the loaded matrix and the file name as given, which llama-quantize records
+    /// in `quantize.imatrix.file`.
+    pub imatrix: Option<(&'i Imatrix, &'i str)>,
+    /// `--allow-requantize`: a quantized GGUF source is dequantized and quantized again.
+    pub allow_requantize: bool,
 }
 
 impl std::fmt::Debug for GgufJob<'_> {
@@ -46,6 +62,16 @@ impl GgufJob<'_> {
 
 /// Plans `src` quantized with `mix` under `opts`.
 pub fn plan<'a>(src: &'a AnySource, mix: Mix, opts: &MixOptions) -> Result<GgufJob<'a>> {
+    plan_with(src, mix, opts, Extras::default())
+}
+
+/// [`plan`] with an importance matrix and/or requantizing. `opts.imatrix` is set from `extras`.
+pub fn plan_with<'a>(
+    src: &'a AnySource,
+    mix: Mix,
+    opts: &MixOptions,
+    extras: Extras<'_>,
+) -> Result<GgufJob<'a>> {
     let (kvs, mut plan, view) = base_plan(src)?;
     plan.sort_by(|a, b| loader_order(&a.meta.name, &b.meta.name));
     let facts = facts(&kvs);
@@ -53,30 +79,136 @@ pub fn plan<'a>(src: &'a AnySource, mix: Mix, opts: &MixOptions) -> Result<GgufJ
         .iter()
         .map(|p| (p.meta.name.clone(), p.meta.shape.dims().to_vec()))
         .collect();
-    let types = choose_types(mix, opts, &facts, &shapes);
-    for (p, t) in plan.iter_mut().zip(types) {
-        p.meta.dtype = t;
+    let opts = MixOptions {
+        imatrix: extras.imatrix.is_some(),
+        ..opts.clone()
+    };
+    let types = choose_types(mix, &opts, &facts, &shapes);
+    let mut importance = BTreeMap::new();
+    for ((p, t), (name, shape)) in plan.iter_mut().zip(types).zip(&shapes) {
+        // What llama-quantize would read: the source's type for a GGUF, F32 for a conversion.
+        let current = match src {
+            AnySource::Gguf(g) => g.meta(name).map_or(DType::F32, |m| m.dtype),
+            _ => DType::F32,
+        };
+        let keep = !allows_quantization(&opts, &facts.arch, name, shape);
+        p.meta.dtype = if keep { current } else { t };
+        if p.meta.dtype == current {
+            continue; // copied as it is, as llama-quantize does
+        }
+        if current.is_ggml_block() && !extras.allow_requantize {
+            return Err(Error::Unsupported(format!(
+                "tensor `{name}` is already {current}: requantizing from type {current} is disabled (pass --allow-requantize)"
+            )));
+        }
+        let found = match extras.imatrix {
+            Some((m, _)) => importance_for(m, name, shape)?,
+            None => None,
+        };
+        match found {
+            Some(v) => {
+                importance.insert(name.clone(), v);
+            }
+            None if requires_imatrix(name, p.meta.dtype) => {
+                return Err(Error::Unsupported(format!(
+                    "tensor `{name}`: {} needs an importance matrix entry (--imatrix)",
+                    p.meta.dtype
+                )));
+            }
+            None => {}
+        }
+    }
+    let mut kvs = quantized_kvs(kvs, mix.file_type());
+    if let Some((m, file)) = extras.imatrix {
+        imatrix_kvs(&mut kvs, m, file);
     }
     Ok(GgufJob {
-        kvs: quantized_kvs(kvs, mix.file_type()),
+        kvs,
         plan,
         view,
+        importance,
     })
 }
 
-/// Streams the planned GGUF to `out` (atomically), feeding every byte to `tap`.
-pub fn write(src: &AnySource, job: &GgufJob<'_>, out: &Path, tap: Option<Tap>) -> Result<()> {
+/// The entry for `name` if it has one of the right size (`n_per_row * n_expert`); a wrong size
+/// is an error except for the token embeddings, as in `llama_model_quantize_impl`.
+fn importance_for(m: &Imatrix, name: &str, shape: &[u64]) -> Result<Option<Vec<f32>>> {
+    let Some(v) = m.entries.get(name) else {
+        return Ok(None);
+    };
+    let experts = if shape.len() >= 3 { shape[0] } else { 1 };
+    let want = shape.last().copied().unwrap_or(0).saturating_mul(experts);
+    if v.len() as u64 == want {
+        return Ok(Some(v.clone()));
+    }
+    if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
+        return Ok(None);
+    }
+    Err(Error::Unsupported(format!(
+        "imatrix size {} is different from tensor size {want} for `{name}`",
+        v.len()
+    )))
+}
+
+/// The keys `tools/quantize/quantize.cpp` adds as KV overrides, which `llama-quant.cpp` sets
+/// after the copied metadata, `general.quantization_version` and `general.file_type` (a re-set
+/// key moves to the end; integers are written as u32, strings cut to 127 bytes).
+fn imatrix_kvs(kvs: &mut Kvs, m: &Imatrix, file: &str) {
+    let cut = |s: &str| {
+        let mut end = s.len().min(127);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        Value::String(s[..end].to_owned())
+    };
+    let mut set = |k: &str, v: Value| {
+        kvs.retain(|(key, _)| key != k);
+        kvs.push((k.to_owned(), v));
+    };
+    set("quantize.imatrix.file", cut(file));
+    if let Some(d) = m.datasets.first() {
+        set("quantize.imatrix.dataset", cut(d));
+    }
+    let entries = u32::try_from(m.entries.len()).unwrap_or(u32::MAX);
+    set("quantize.imatrix.entries_count", Value::U32(entries));
+    if m.chunk_count > 0 {
+        set("quantize.imatrix.chunks_count", Value::U32(m.chunk_count));
+    }
+}
+
+/// Streams the planned GGUF to `out` (atomically), feeding every byte to `tap` and reporting
+/// each finished tensor to `progress`.
+pub fn write(
+    src: &AnySource,
+    job: &GgufJob<'_>,
+    out: &Path,
+    tap: Option<Tap>,
+    progress: Progress<'_>,
+) -> Result<()> {
     let metas = job.metas();
     let mut w = GgufWriter::create(out, &job.kvs, &metas, tap)?;
     let encode = |m: &TensorMeta, v: &[f32], out: &mut [u8]| {
-        wharf_quantizers::ggml::quantize(m.dtype, v, m.shape.row_len() as usize, None, out)
-            .map_err(|e| e.to_string())
+        let n_per_row = m.shape.row_len() as usize;
+        let Some(im) = job.importance.get(&m.name) else {
+            return wharf_quantizers::ggml::quantize(m.dtype, v, n_per_row, None, out)
+                .map_err(|e| e.to_string());
+        };
+        // One importance slice per expert (`imatrix_for_row` in llama-quant.cpp).
+        let experts = im.len() / n_per_row.max(1);
+        let (per_in, per_out) = (v.len() / experts.max(1), out.len() / experts.max(1));
+        let slices = v.chunks(per_in.max(1)).zip(out.chunks_mut(per_out.max(1)));
+        for ((x, y), w) in slices.zip(im.chunks(n_per_row.max(1))) {
+            wharf_quantizers::ggml::quantize(m.dtype, x, n_per_row, Some(w), y)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     };
     let input: &dyn TensorSource = match &job.view {
         Some(v) => v,
         None => src,
     };
-    pipeline::run_with(input, &job.plan, &mut w, &mut |_| {}, Some(&encode))?;
+    let mut step = crate::steps(&metas, progress);
+    pipeline::run_with(input, &job.plan, &mut w, &mut step, Some(&encode))?;
     w.commit()?;
     Ok(())
 }
@@ -107,9 +239,9 @@ fn base_plan(src: &AnySource) -> Result<(Kvs, Vec<Planned>, Option<QuantizedView
                 .tensors()
                 .iter()
                 .map(|m| {
-                    if !m.dtype.is_float() {
+                    if !(m.dtype.is_float() || wharf_quantizers::ggml::can_dequantize(m.dtype)) {
                         return Err(Error::Unsupported(format!(
-                            "tensor `{}` is already {}; requantizing is not supported yet",
+                            "tensor `{}` is {}, which wharf cannot dequantize",
                             m.name, m.dtype
                         )));
                     }

@@ -70,5 +70,41 @@ pub enum Error {
     Preflight(Vec<String>),
 }
 
+/// Where a write stands, reported after each output tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Output tensors written so far.
+    pub tensors_done: usize,
+    /// Output tensors in all.
+    pub tensors: usize,
+    /// Output bytes of the written tensors.
+    pub bytes_done: u64,
+    /// Output bytes of all tensors.
+    pub bytes: u64,
+}
+
+/// A progress callback. Front ends turn it into a bar; libraries never print.
+pub type Progress<'a> = &'a mut dyn FnMut(Step);
+
+/// The pipeline's per-tensor callback (the index of the finished tensor) as [`Step`]s over
+/// `metas`, the tensors in write order.
+pub(crate) fn steps<'p>(
+    metas: &[wharf_core::TensorMeta],
+    progress: Progress<'p>,
+) -> impl FnMut(usize) + 'p {
+    let sizes: Vec<u64> = metas.iter().map(|m| m.nbytes().unwrap_or(0)).collect();
+    let bytes = sizes.iter().sum();
+    let mut bytes_done = 0u64;
+    move |i| {
+        bytes_done += sizes.get(i).copied().unwrap_or(0);
+        progress(Step {
+            tensors_done: i + 1,
+            tensors: sizes.len(),
+            bytes_done,
+            bytes,
+        });
+    }
+}
+
 /// The targets' result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,6 +20,7 @@ CHECKS = [
     ("bundles apple-silicon in mlx-lm", bundles.check_apple),
     ("bundles h800: vLLM FP8 block loader conditions", bundles.check_h800),
     ("wharf quantize vs llama-quantize, byte for byte", quantize.check_bytes),
+    ("wharf quantize --imatrix/--allow-requantize vs llama-quantize", quantize.check_imatrix),
     ("llama per-type logits in llama.cpp (informational)", quantize.logit_table),
 ]
 

@@ -2,6 +2,7 @@
 
 mod config;
 mod fp8_plan;
+mod int4_plan;
 mod keys;
 mod mlx_plan;
 mod spm;
@@ -13,6 +14,7 @@ mod vocab;
 
 pub use config::{architecture, load_config, parse_config};
 pub use fp8_plan::{Fp8Plan, Fp8Scheme, plan_fp8, quantization_config};
+pub use int4_plan::{Int4Plan, plan_int4};
 pub use keys::{count_notation, gguf_arch};
 pub use mlx_plan::{MlxPlan, plan_mlx};
 pub use spm::{Normalizer, Piece, parse_normalizer, parse_pieces};

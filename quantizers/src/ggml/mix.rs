@@ -321,8 +321,24 @@ const KEEP_GLM5_NEXT: &[&str] = &[
     "attn_v_b.weight",
 ];
 
-/// `tensor_allows_quantization`: 2-D and 3-D `*weight` tensors, less the exceptions.
-fn allows_quantization(opts: &MixOptions, arch: &str, name: &str, shape: &[u64]) -> bool {
+/// `tensor_requires_imatrix`: the very-low-bit types llama-quantize refuses to write without
+/// an importance matrix (the embeddings and the output tensor excepted). Q2_K needs one only in
+/// the Q2_K_S mix, which is not among [`Mix`].
+pub fn requires_imatrix(name: &str, dtype: DType) -> bool {
+    let exempt = matches!(
+        name,
+        "token_embd.weight" | "per_layer_token_embd.weight" | "output.weight"
+    );
+    !exempt
+        && matches!(
+            dtype,
+            DType::IQ3XXS | DType::IQ2XXS | DType::IQ2XS | DType::IQ2S | DType::IQ1M | DType::IQ1S
+        )
+}
+
+/// `tensor_allows_quantization`: 2-D and 3-D `*weight` tensors, less the exceptions. A tensor
+/// it refuses is copied in its source type.
+pub fn allows_quantization(opts: &MixOptions, arch: &str, name: &str, shape: &[u64]) -> bool {
     if n_dims(shape) < 2 || !name.ends_with("weight") {
         return false;
     }

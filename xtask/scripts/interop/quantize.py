@@ -28,6 +28,13 @@ def llama_quantize(src, dst, mix):
     params.nthread = 2
     # libllama prints its fallback warnings (k-quant rows that are not a multiple of 256) to fd 2;
     # keep them out of the report unless the call fails.
+    quiet_quantize(src, dst, params, mix)
+
+
+def quiet_quantize(src, dst, params, label):
+    """llama_model_quantize with libllama's fd-2 log kept out of the report unless it fails."""
+    import llama_cpp
+
     with tempfile.TemporaryFile() as log:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -39,7 +46,7 @@ def llama_quantize(src, dst, mix):
             os.close(saved)
         if rc != 0:
             log.seek(0)
-            raise CheckFailed(f"llama_model_quantize {src} {mix} returned {rc}:\n{log.read().decode(errors='replace')}")
+            raise CheckFailed(f"llama_model_quantize {src} {label} returned {rc}:\n{log.read().decode(errors='replace')}")
 
 
 def gguf_diff(ours, theirs):
@@ -112,3 +119,111 @@ def logit_table(ctx):
         err = float(np.abs(got - want).max())
         agree = float(np.mean(got.argmax(-1) == want.argmax(-1)))
         print(f"  {t:<8} {err:>21.4f} {agree:>16.3f}")
+
+
+IMATRIX_MIXES = ["Q4_K_M", "Q4_0"]
+
+
+def write_imatrix(f32, gguf_path, dat_path):
+    """Deterministic importance statistics for every 2-D weight of `f32`, written as llama-imatrix
+    writes them (GGUF: `<name>.in_sum2` + `<name>.counts`; legacy .dat), and the normalised
+    vectors `load_imatrix` (tools/quantize/quantize.cpp) hands to libllama for each format."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(f32))
+    w = gguf.GGUFWriter(str(gguf_path), arch="imatrix")
+    w.add_string("general.type", "imatrix")
+    w.add_array("imatrix.datasets", ["interop.txt"])
+    w.add_uint32("imatrix.chunk_count", 5)
+    w.add_uint32("imatrix.chunk_size", 512)
+    from_gguf, from_dat, dat = {}, {}, bytearray()
+    weights = [t for t in reader.tensors if len(t.shape) >= 2]
+    dat += np.int32(len(weights)).tobytes()
+    for k, t in enumerate(weights):
+        n = int(t.shape[0])  # gguf-py shapes are innermost first
+        sums = ((np.arange(n, dtype=np.float32) * (k + 3)) % 53 * np.float32(0.37) + np.float32(0.05)).astype(np.float32)
+        count = np.float32(0.0 if k == 1 else 2.6 + k % 4)  # lround: 3, 4, 5, 6; 0 -> all ones
+        w.add_tensor(f"{t.name}.in_sum2", sums.reshape(1, n))
+        w.add_tensor(f"{t.name}.counts", np.array([[count]], dtype=np.float32))
+        rounded = np.float32(np.floor(count + np.float32(0.5)))
+        from_gguf[t.name] = sums / rounded if rounded > 0 else np.ones(n, dtype=np.float32)
+        ncall = k % 3  # legacy: sums / ncall when ncall > 0
+        name = t.name.encode()
+        dat += np.int32(len(name)).tobytes() + name + np.int32(ncall).tobytes() + np.int32(n).tobytes() + sums.tobytes()
+        from_dat[t.name] = sums / np.float32(ncall) if ncall > 0 else sums
+    dat += np.int32(7).tobytes() + np.int32(len(b"legacy.txt")).tobytes() + b"legacy.txt"
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    dat_path.write_bytes(bytes(dat))
+    return {"gguf": (from_gguf, "interop.txt", 5), "dat": (from_dat, "legacy.txt", 7)}
+
+
+def llama_quantize_imatrix(src, dst, mix, path, entries, dataset, chunks):
+    """llama-quantize --imatrix PATH as its main() does it: the normalised vectors as
+    `params.imatrix`, and the four quantize.imatrix.* KV overrides."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{mix}")
+    params.nthread = 2
+    keep = [(name.encode(), np.ascontiguousarray(v, dtype=np.float32)) for name, v in entries.items()]
+    data = (llama_cpp.llama_model_imatrix_data * (len(keep) + 1))()
+    for i, (name, v) in enumerate(keep):
+        data[i].name, data[i].size = name, v.size
+        data[i].data = v.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    kv = (llama_cpp.llama_model_kv_override * 5)()
+    overrides = [("quantize.imatrix.file", 3, str(path)), ("quantize.imatrix.dataset", 3, dataset),
+                 ("quantize.imatrix.entries_count", 0, len(keep)), ("quantize.imatrix.chunks_count", 0, chunks)]
+    for o, (key, tag, val) in zip(kv, overrides):
+        o.key, o.tag = key.encode(), tag
+        if tag == 3:
+            o.value.val_str = val.encode()[:127]
+        else:
+            o.value.val_i64 = val
+    params.imatrix = ctypes.cast(data, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+    params.kv_overrides = ctypes.cast(kv, ctypes.POINTER(llama_cpp.llama_model_kv_override))
+    quiet_quantize(src, dst, params, f"{mix} with imatrix")
+
+
+def check_imatrix(ctx):
+    """`wharf quantize --imatrix` (GGUF and legacy .dat) against llama-quantize with the same
+    importance vectors and KV overrides, and `--allow-requantize` from a Q8_0 file: whole files
+    byte-identical."""
+    f32 = ctx.path("imatrix", "f32.gguf")
+    ctx.wharf("convert", ctx.model("llama"), "-o", f32, "--dtype", "f32")
+    im_gguf, im_dat = ctx.path("imatrix", "llama.imatrix.gguf"), ctx.path("imatrix", "llama.imatrix.dat")
+    loaded = write_imatrix(f32, im_gguf, im_dat)
+    failures, rows = [], []
+    cases = [("gguf", im_gguf, mix) for mix in IMATRIX_MIXES] + [("dat", im_dat, "Q4_0")]
+    for fmt_name, path, mix in cases:
+        entries, dataset, chunks = loaded[fmt_name]
+        ours = ctx.path("imatrix", f"wharf-{fmt_name}-{mix}.gguf")
+        theirs = ctx.path("imatrix", f"llamacpp-{fmt_name}-{mix}.gguf")
+        plain = ctx.path("imatrix", f"plain-{mix}.gguf")
+        llama_quantize_imatrix(f32, theirs, mix, path, entries, dataset, chunks)
+        ctx.wharf("quantize", f32, "-o", ours, "--scheme", f"gguf:{mix}", "--imatrix", path)
+        ctx.wharf("quantize", f32, "-o", plain, "--scheme", f"gguf:{mix}")
+        diff = gguf_diff(ours, theirs)
+        if diff is not None:
+            failures.append(f"llama {mix} ({fmt_name} imatrix): {diff}")
+        elif theirs.read_bytes()[-(1 << 20):] == plain.read_bytes()[-(1 << 20):]:
+            failures.append(f"llama {mix} ({fmt_name} imatrix): the imatrix changed nothing")
+        rows.append(f"{mix}/{fmt_name} {'identical' if diff is None else 'DIFFERS'}")
+    # --allow-requantize: llama.cpp's own Q8_0 of llama, requantized to Q4_0 by both.
+    import llama_cpp
+
+    q8 = ctx.fixtures / "reference" / "gguf" / "llama-llamacpp-Q8_0.gguf"
+    ours, theirs = ctx.path("imatrix", "wharf-requant.gguf"), ctx.path("imatrix", "llamacpp-requant.gguf")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.nthread, params.allow_requantize = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, 2, True
+    quiet_quantize(q8, theirs, params, "Q8_0 -> Q4_0")
+    ctx.wharf("quantize", q8, "-o", ours, "--scheme", "gguf:Q4_0", "--allow-requantize")
+    diff = gguf_diff(ours, theirs)
+    if diff is not None:
+        failures.append(f"llama Q8_0 -> Q4_0 --allow-requantize: {diff}")
+    rows.append(f"Q8_0->Q4_0 requantize {'identical' if diff is None else 'DIFFERS'}")
+    print("  llama with imatrix: " + ", ".join(rows))
+    if failures:
+        raise CheckFailed("wharf quantize --imatrix differs from llama-quantize:\n    " + "\n    ".join(failures))
