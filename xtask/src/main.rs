@@ -4,6 +4,8 @@
 //! - `interop`: builds wharf, creates `target/interop-venv` with the pinned real consumers
 //!   (`xtask/requirements.txt`), and runs `xtask/scripts/interop.py` against wharf's outputs.
 //! - `fuzz [SECONDS] [TARGET...]`: the `fuzz/` targets under cargo-fuzz (nightly).
+//! - `bench [--quick] [--size-gb N]`: throughput and peak RSS against llama.cpp, `sha256sum` and
+//!   `cat`, side by side on generated models (`bench.rs`; `--quick` takes a few minutes). Not in `ci`.
 
 // Printing progress is this crate's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -13,6 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod fuzz;
 
 fn root() -> PathBuf {
@@ -132,8 +135,11 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("interop") => interop(),
         Some("fuzz") => fuzz::fuzz(&root(), &args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|interop|fuzz [SECONDS] [TARGET...]>");
+            eprintln!(
+                "usage: cargo xtask <ci|interop|fuzz [SECONDS] [TARGET...]|bench [--quick] [--size-gb N]>"
+            );
             std::process::exit(2);
         }
     }

@@ -1,0 +1,1 @@
+"""`cargo xtask bench`: wharf against reference tools, side by side (see bench.py)."""

@@ -1,0 +1,57 @@
+"""Timing children: wall seconds and peak RSS from GNU time, and the small table printer."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TIME = "/usr/bin/time"
+
+
+class Fail(Exception):
+    pass
+
+
+def loadavg():
+    try:
+        return Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return ["?", "?", "?"]
+
+
+def timed(cmd, env=None, ok=(0,), cwd=None):
+    """Runs `cmd` under GNU time: (seconds, peak RSS bytes, stdout, returncode)."""
+    cmd = [str(c) for c in cmd]
+    full_env = dict(os.environ, **(env or {}))
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
+        p = subprocess.run([TIME, "-f", "%e %M", "-o", t.name, *cmd], capture_output=True, text=True,
+                           env=full_env, cwd=cwd)
+        fields = t.read().split()
+    if p.returncode not in ok:
+        raise Fail(f"{' '.join(cmd[:6])} ... exited {p.returncode}:\n{p.stderr[-2000:]}")
+    # GNU time prints "Command exited with non-zero status N" first when N != 0.
+    secs, kb = float(fields[-2]), int(fields[-1])
+    return secs, kb * 1024, p.stdout, p.returncode
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def gb(n):
+    return f"{n / 1e9:.3f} GB"
+
+
+def mib(n):
+    return f"{n / 2**20:.0f} MiB"
+
+
+def table(out, title, header, rows):
+    """`out` collects lines; rows are lists of already formatted cells."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    out.append(title)
+    out.append("  " + "  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    out.append("  " + "  ".join("-" * w for w in widths))
+    for r in rows:
+        out.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)))

@@ -1,0 +1,48 @@
+//! `cargo xtask bench [--quick] [--size-gb N]`: wharf's throughput and peak RSS as ratios against
+//! reference tools run side by side on generated inputs (`xtask/scripts/bench.py`).
+//!
+//! Builds the release `wharf`, reuses the interop venv (`target/interop-venv`, llama-cpp-python
+//! and numpy), regenerates `target/bench-work/` and prints five tables: 1 hashing (`wharf
+//! verify` vs `sha256sum`), 2 GGUF quantization (vs `llama_model_quantize`, byte comparison), 3
+//! the reference forward pass (vs llama.cpp, 2 threads), 4 FP8-block / MLX quantization (vs `cat`
+//! and a memory-bandwidth probe), 5 export to pi5 and h800 (peak RSS, hashing share).
+//! `--quick` uses only the SmolLM2-135M-shaped model (a few minutes); otherwise sections 4 and 5
+//! also run on a generated llama folder of about N GB BF16 (default 1). Not part of `ci`.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::{cargo, root, run, venv};
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let mut quick = false;
+    let mut size_gb = String::from("1");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--size-gb" => match it.next().map(|s| (s, s.parse::<f64>())) {
+                Some((s, Ok(n))) if n > 0.0 => size_gb.clone_from(s),
+                _ => bail!("--size-gb needs a positive number"),
+            },
+            other => {
+                bail!("unknown bench argument {other:?} (usage: bench [--quick] [--size-gb N])")
+            }
+        }
+    }
+    run(cargo().args(["build", "--release", "--locked", "-p", "wharf-cli"]))?;
+    let venv = venv()?;
+    let root = root();
+    let mut cmd = Command::new(venv.join("bin/python"));
+    cmd.arg(root.join("xtask/scripts/bench.py"))
+        .arg("--wharf")
+        .arg(root.join("target/release/wharf"))
+        .arg("--work")
+        .arg(root.join("target/bench-work"))
+        .args(["--size-gb", &size_gb]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    run(&mut cmd)
+}
