@@ -222,7 +222,12 @@ fn read_info(c: &mut Cursor<'_>) -> Result<GgufTensor> {
             malformed("tensor info", format!("{n_dims} dimensions, at most 4")).in_tensor(name),
         );
     }
-    let ne = (0..n_dims).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
+    let mut ne = (0..n_dims).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
+    // gguf.cpp pads `ne` with 1s, so zero dimensions mean one element (and a writer can only
+    // say it with one dimension of 1). Found by the `gguf` fuzz target's round-trip property.
+    if ne.is_empty() {
+        ne.push(1);
+    }
     let id = c.u32()?;
     let offset = c.u64()?;
     tensor(name, ne, id, offset)
