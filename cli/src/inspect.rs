@@ -10,7 +10,8 @@ use wharf_core::TensorSource;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A safetensors file, HF folder, GGUF file or PyTorch `.bin`/`.pt` checkpoint.
+    /// A safetensors file, HF folder, GGUF file, PyTorch `.bin`/`.pt` checkpoint, ONNX model or
+    /// bundle folder.
     path: PathBuf,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -18,9 +19,38 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let src = AnySource::open(&args.path)?;
+    // A bundle folder: describe its manifest and the model file it ships.
+    let manifest_path = args.path.join(wharf_manifests::MANIFEST_FILE);
+    let bundle = if args.path.is_dir() && manifest_path.is_file() {
+        let bytes = std::fs::read(&manifest_path)?;
+        Some(wharf_manifests::Manifest::parse(&bytes, &manifest_path)?)
+    } else {
+        None
+    };
+    let model = match &bundle {
+        Some(m) if m.reference.model != "." => args.path.join(&m.reference.model),
+        _ => args.path.clone(),
+    };
+    let src = AnySource::open(&model)?;
     crate::warn_source(&src);
-    let report = report(&src)?;
+    let mut report = report(&src)?;
+    if let Some(m) = bundle {
+        report["bundle"] = json!({
+            "schema": m.schema,
+            "target": m.target.get("name"),
+            "scheme": m.recipe.scheme,
+            "source": m.source.name,
+            "files": m.files.len(),
+            "bytes": m.files.iter().map(|f| f.bytes).sum::<u64>(),
+            "model": m.reference.model,
+            "metrics": {
+                "passed": m.reference.metrics.passed,
+                "top1": m.reference.metrics.top1,
+                "mean_kl": m.reference.metrics.mean_kl,
+                "max_kl": m.reference.metrics.max_kl,
+            },
+        });
+    }
     if args.json {
         crate::emit(&(serde_json::to_string_pretty(&report)? + "\n"))
     } else {
@@ -108,6 +138,19 @@ fn gguf_arch(src: &AnySource) -> Option<&str> {
 fn text(r: &Value) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    if let Some(b) = r.get("bundle") {
+        let _ = writeln!(
+            s,
+            "bundle:       {} for {} ({}, from {}; {} files, {} bytes; reference passed: {})",
+            b["schema"].as_str().unwrap_or("?"),
+            b["target"].as_str().unwrap_or("?"),
+            b["scheme"].as_str().unwrap_or("?"),
+            b["source"].as_str().unwrap_or("?"),
+            b["files"],
+            b["bytes"],
+            b["metrics"]["passed"]
+        );
+    }
     let _ = writeln!(s, "format:       {}", r["format"].as_str().unwrap_or("?"));
     let _ = writeln!(
         s,

@@ -341,3 +341,16 @@ fn mlx_deepseek_layout_runs_as_the_source_does() {
         .unwrap_or(f64::NAN);
     assert!(kl < 1e-3, "{v}");
 }
+
+#[test]
+fn inspect_describes_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b");
+    ok(&export("llama", "pi5", &out, &[]));
+    let o = wharf(&["inspect", out.to_str().unwrap(), "--json"], "2");
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "gguf");
+    assert_eq!(v["bundle"]["target"], "pi5");
+    assert_eq!(v["bundle"]["scheme"], "gguf:Q4_K_M");
+}
