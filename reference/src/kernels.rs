@@ -70,6 +70,7 @@ pub fn matmul(w: &dyn Weights, name: &str, x: &[f32], n: usize) -> Result<Vec<f3
             Ok(out)
         })
         .collect();
+    w.release(name);
     let mut y = vec![0f32; n * rows];
     for (b, block) in blocks.into_iter().enumerate() {
         let block = block?;

@@ -95,6 +95,13 @@ impl Model {
         }
     }
 
+    /// Drops each weight's cached pages after it is used, so resident memory stays near the
+    /// largest weight instead of the whole mapped model (export and verify run models larger
+    /// than the memory they are allowed; `infer` keeps pages for speed).
+    pub fn release_pages(&mut self, on: bool) {
+        self.weights.set_release_pages(on);
+    }
+
     /// Builds a model over any [`Weights`].
     pub fn from_weights(weights: Box<dyn Weights>) -> Result<Model> {
         let spec = weights.spec().clone();

@@ -91,7 +91,8 @@ pub fn export_with_progress(
 ) -> Result<Exported> {
     let profile = opts.profile;
     let scheme = profile.scheme(opts.scheme.as_deref())?.to_owned();
-    let source_model = Model::open(src_path).map_err(|e| Error::Reference(e.to_string()))?;
+    let mut source_model = Model::open(src_path).map_err(|e| Error::Reference(e.to_string()))?;
+    source_model.release_pages(true);
     let spec = source_model.spec().clone();
     let src = AnySource::open(src_path)?;
     wharf_converters::atomic::ensure_not_input(out, &src.paths())?;
@@ -142,8 +143,9 @@ pub fn export_with_progress(
     let golden = Golden::record(&source_model, &prompt, opts.top_k, opts.max_new)?;
     drop(source_model);
     let thresholds = opts.gate.unwrap_or(profile.thresholds).thresholds();
-    let bundle_model = Model::open(&bundle.path().join(&model_file))
+    let mut bundle_model = Model::open(&bundle.path().join(&model_file))
         .map_err(|e| Error::Reference(e.to_string()))?;
+    bundle_model.release_pages(true);
     let metrics = golden.measure(&bundle_model, &thresholds)?;
     drop(bundle_model);
     if !metrics.passed && !opts.force {

@@ -25,6 +25,8 @@ pub struct GgufWeights {
     spec: ModelSpec,
     /// Q/K rows were permuted by llama.cpp's converter (`general.architecture` = llama).
     permuted_qk: bool,
+    /// Drop a weight's cached pages after each matmul ([`Weights::release`]).
+    release_pages: bool,
 }
 
 /// Where a logical weight's rows live.
@@ -45,6 +47,7 @@ impl GgufWeights {
             file,
             spec,
             permuted_qk,
+            release_pages: false,
         })
     }
 
@@ -215,6 +218,27 @@ impl Weights for GgufWeights {
             }
             Loc::KvB { k_b, v_b } => self.read_kv_b(&k_b, &v_b, start, out),
         }
+    }
+
+    fn release(&self, name: &str) {
+        if !self.release_pages {
+            return;
+        }
+        use wharf_core::TensorSource;
+        match self.locate(name).map(|(l, _)| l) {
+            Some(Loc::Rows { tensor, .. } | Loc::Unpermute { tensor, .. }) => {
+                self.file.release(&tensor)
+            }
+            Some(Loc::KvB { k_b, v_b }) => {
+                self.file.release(&k_b);
+                self.file.release(&v_b);
+            }
+            None => {}
+        }
+    }
+
+    fn set_release_pages(&mut self, on: bool) {
+        self.release_pages = on;
     }
 
     fn rope_freq_factors(&self) -> Result<Option<Vec<f32>>> {

@@ -6,7 +6,10 @@
 use std::collections::HashMap;
 
 use wharf_converters::AnySource;
-use wharf_converters::hf::storage::{LogicalTensor, QuantizedView, Storage, read_logical_rows};
+use wharf_converters::hf::storage::{
+    LogicalTensor, QuantizedView, Storage, read_logical_rows, stored_names,
+};
+use wharf_core::TensorSource;
 use wharf_core::model::ModelSpec;
 
 use super::mlx_names::{Alias, aliases};
@@ -22,6 +25,8 @@ pub struct HfWeights {
     logical: HashMap<String, LogicalTensor>,
     /// HF names for weights stored under mlx-lm's DeepSeek names.
     aliases: HashMap<String, Alias>,
+    /// Drop a weight's cached pages after each matmul ([`Weights::release`]).
+    release_pages: bool,
 }
 
 impl HfWeights {
@@ -52,6 +57,7 @@ impl HfWeights {
             spec,
             logical,
             aliases,
+            release_pages: false,
         })
     }
 
@@ -117,6 +123,32 @@ impl HfWeights {
 impl Weights for HfWeights {
     fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    fn release(&self, name: &str) {
+        if !self.release_pages {
+            return;
+        }
+        let stored: Vec<&str> = match self.aliases.get(name) {
+            Some(Alias::Expert { stack, .. }) => vec![stack.as_str()],
+            Some(Alias::KvB {
+                embed_q,
+                unembed_out,
+                ..
+            }) => vec![embed_q.as_str(), unembed_out.as_str()],
+            None => vec![name],
+        };
+        for n in stored {
+            if let Some(t) = self.logical.get(n) {
+                for part in stored_names(n, &t.storage) {
+                    self.source.release(part);
+                }
+            }
+        }
+    }
+
+    fn set_release_pages(&mut self, on: bool) {
+        self.release_pages = on;
     }
 
     fn shape(&self, name: &str) -> Option<[usize; 2]> {

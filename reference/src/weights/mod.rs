@@ -31,6 +31,14 @@ pub trait Weights: Send + Sync + Debug {
     /// Writes rows `start ..` of `name` into `out`, whose length is a whole number of rows.
     fn read_rows(&self, name: &str, start: usize, out: &mut [f32]) -> Result<()>;
 
+    /// Drops the cached pages of `name`'s storage when page release is on (a matmul calls it
+    /// after reading the whole weight), so resident memory stays near one weight instead of
+    /// growing to the whole mapped model; the next read faults the pages back in.
+    fn release(&self, _name: &str) {}
+
+    /// Turns page release on or off (off by default: it trades page faults for memory).
+    fn set_release_pages(&mut self, _on: bool) {}
+
     /// llama.cpp's per-frequency rope divisors (`rope_freqs.weight`), when the checkpoint
     /// stores them instead of a scaling rule in its metadata.
     fn rope_freq_factors(&self) -> Result<Option<Vec<f32>>> {
