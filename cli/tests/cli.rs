@@ -141,3 +141,30 @@ fn semantic_gguf_metadata_is_refused_where_it_is_consumed() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("G16_semantic.gguf"));
 }
+
+#[test]
+fn every_format_attack_file_exits_2_and_writes_nothing() {
+    // RELIABILITY.md S1-S19, I1-I5, G1-G17 (the legal `_ok_` cases, G16 and I5 are accepted by
+    // the readers; see converters/tests/attacks_formats.rs).
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for kind in ["safetensors", "index", "gguf"] {
+        let root = fixture("../attacks").join(kind);
+        for e in std::fs::read_dir(root).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.contains("_ok_") || name.starts_with("G16") || name.starts_with("I5") {
+                continue;
+            }
+            let out = dir.path().join("out.safetensors");
+            let o = wharf(&["convert", p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+            assert_eq!(o.status.code(), Some(2), "{name}");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains(&name), "{name}: {err}");
+            assert!(!err.contains("panicked"), "{name}: {err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{name}");
+            n += 1;
+        }
+    }
+    assert!(n >= 60, "only {n} attack files");
+}
