@@ -1,4 +1,5 @@
-//! `wharf export SRC --target T -o DIR [--zip] [--scheme S] [--ctx N] [--memory M] [--ids ...]`.
+//! `wharf export SRC --target T -o DIR [--zip] [--scheme S] [--ctx N] [--memory M]
+//! [--ids ... | --prompt TEXT] [--force]`.
 
 use std::path::PathBuf;
 
@@ -31,8 +32,11 @@ pub struct Args {
     #[arg(long)]
     memory: Option<String>,
     /// Prompt token ids for the golden, comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
     ids: Vec<u32>,
+    /// Prompt text for the golden, tokenized with the source's own tokenizer.
+    #[arg(long)]
+    prompt: Option<String>,
     /// Keep a bundle that fails the quality gate (recorded as failed).
     #[arg(long)]
     force: bool,
@@ -58,6 +62,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     if !args.ids.is_empty() {
         opts.prompt_ids = Some(args.ids);
+    }
+    if let Some(text) = &args.prompt {
+        let tok = wharf_reference::Tokenizer::open(&args.src)
+            .with_context(|| format!("--prompt needs the tokenizer of {}", args.src.display()))?;
+        let ids = tok.encode(text)?;
+        if ids.is_empty() {
+            bail!("--prompt tokenizes to no tokens");
+        }
+        opts.prompt_ids = Some(ids);
     }
     let mut bar = crate::progress::Bar::new("writing");
     let exported = export_with_progress(&args.src, &args.output, &opts, &mut |s| bar.step(s));

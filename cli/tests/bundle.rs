@@ -354,3 +354,25 @@ fn inspect_describes_a_bundle() {
     assert_eq!(v["bundle"]["target"], "pi5");
     assert_eq!(v["bundle"]["scheme"], "gguf:Q4_K_M");
 }
+
+#[test]
+fn export_takes_a_text_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b");
+    ok(&export(
+        "mistral_bf16",
+        "pi4",
+        &out,
+        &["--prompt", "The quick brown fox"],
+    ));
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    // ids from the SentencePiece library for this text (tests/data/vectors/tokenizer).
+    assert_eq!(
+        m["reference"]["prompt_ids"],
+        serde_json::json!([
+            1, 477, 941, 434, 274, 971, 296, 297, 961, 947, 286, 944, 981
+        ])
+    );
+    ok(&wharf(&["verify", out.to_str().unwrap()], "2"));
+}
