@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::{Value, json};
 use wharf_converters::AnySource;
-use wharf_converters::hf::storage::{LogicalTensor, QuantizedView, Storage, stored_names};
+use wharf_converters::hf::storage::{LogicalTensor, Storage, stored_names};
 use wharf_core::TensorSource;
 
 #[derive(clap::Args, Debug)]
@@ -63,18 +63,7 @@ pub fn run(args: Args) -> Result<()> {
 /// Quantized weights are listed once, under their logical HF name and shape, with the dtype
 /// of their codes, a `storage` description and the bytes of all their stored tensors.
 pub fn report(src: &AnySource) -> Result<Value> {
-    let config = match src {
-        AnySource::Safetensors {
-            config: Some((v, _)),
-            ..
-        }
-        | AnySource::Torch {
-            config: Some((v, _)),
-            ..
-        } => Some(v),
-        _ => None,
-    };
-    let view = QuantizedView::new(src, config)?;
+    let view = crate::convert::logical_view(src)?;
     let mut params = 0u64;
     let mut bytes = 0u64;
     let tensors: Vec<Value> = view

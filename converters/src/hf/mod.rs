@@ -20,7 +20,8 @@ pub use mlx_plan::{MlxPlan, plan_mlx};
 pub use spm::{Normalizer, Piece, parse_normalizer, parse_pieces};
 pub use to_config::config_json;
 pub use to_gguf::{
-    GgufOptions, GgufPlan, OutType, plan as plan_gguf, plan_logical as plan_gguf_logical,
+    GgufOptions, GgufPlan, OutType, block_name as gguf_block_name, plan as plan_gguf,
+    plan_logical as plan_gguf_logical,
 };
 pub use transforms::llama3_rope_factors;
 pub use vocab::tokenizer_kvs;

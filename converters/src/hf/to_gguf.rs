@@ -115,7 +115,10 @@ fn role(name: &str, spec: &ModelSpec) -> Result<Role> {
     })
 }
 
-fn block_name(stem: &str) -> Option<&'static str> {
+/// HF module path inside a block (`self_attn.q_proj`) → llama.cpp tensor base name
+/// (`attn_q`), as gguf-py's `tensor_mapping.py` maps them. Shared with the reference pass,
+/// which reads GGUF files under HF names.
+pub fn block_name(stem: &str) -> Option<&'static str> {
     Some(match stem {
         "input_layernorm" => "attn_norm",
         "post_attention_layernorm" => "ffn_norm",

@@ -10,6 +10,7 @@
 //! - Routed experts are stacked into `ffn_{gate,up,down}_exps` `[experts, rows, cols]`.
 
 use wharf_converters::gguf::GgufFile;
+use wharf_converters::hf::gguf_block_name as block_name;
 use wharf_core::TensorSource;
 use wharf_core::model::ModelSpec;
 
@@ -155,31 +156,6 @@ fn missing(name: &str) -> Error {
 
 fn to_usize(v: u64) -> Result<usize> {
     usize::try_from(v).map_err(|_| Error::Spec(format!("{v} does not fit in usize")))
-}
-
-/// HF module path → llama.cpp tensor base name (gguf-py `tensor_mapping.py`).
-fn block_name(stem: &str) -> Option<&'static str> {
-    Some(match stem {
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "self_attn.q_a_proj" => "attn_q_a",
-        "self_attn.q_a_layernorm" => "attn_q_a_norm",
-        "self_attn.q_b_proj" => "attn_q_b",
-        "self_attn.kv_a_proj_with_mqa" => "attn_kv_a_mqa",
-        "self_attn.kv_a_layernorm" => "attn_kv_a_norm",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        "mlp.gate" => "ffn_gate_inp",
-        "mlp.shared_experts.gate_proj" => "ffn_gate_shexp",
-        "mlp.shared_experts.up_proj" => "ffn_up_shexp",
-        "mlp.shared_experts.down_proj" => "ffn_down_shexp",
-        _ => return None,
-    })
 }
 
 impl Weights for GgufWeights {
