@@ -51,8 +51,8 @@ pub fn render(profile: &TargetProfile, info: &RunInfo<'_>) -> String {
             let tp = info.tp.unwrap_or(1);
             let _ = writeln!(
                 s,
-                "```sh\nvllm serve {0} --tensor-parallel-size {tp} --trust-remote-code\n\
-                 python -m sglang.launch_server --model-path {0} --tp {tp} --trust-remote-code\n```\n",
+                "```sh\nvllm serve {0} --tensor-parallel-size {tp}\n\
+                 python -m sglang.launch_server --model-path {0} --tp {tp}\n```\n",
                 info.bundle
             );
         }
