@@ -76,6 +76,12 @@ fn llama_tied_llama3_rope_mqa() {
 }
 
 #[test]
+fn llama_bin() {
+    // The PyTorch zip checkpoint, read as data only.
+    check("llama_bin", "llama_bin");
+}
+
+#[test]
 fn llama_sharded() {
     check("llama_sharded", "llama_sharded");
 }
