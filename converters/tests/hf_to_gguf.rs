@@ -190,3 +190,33 @@ fn bf16_output_keeps_norms_f32() {
     }
     assert_eq!(ours.get("general.file_type"), Some(&Value::U32(32)));
 }
+
+#[test]
+fn probe_hashes_match_llama_cpps_method() {
+    // sha256(str(ids)) of llama.cpp's probe text, computed in Python with the `tokenizers`
+    // library on each tokenizer.json (transformers 5.23's AutoTokenizer gives the same for the
+    // llama fixtures; for Qwen2 it adds an NFC normalizer of its own, giving 64623377..., while
+    // llama.cpp's table was made from tokenizer.json as stored). None of these is in the
+    // table, so the regex fallback names them (gpt-2, confirmed by the llama.cpp digests above).
+    for (m, want) in [
+        (
+            "llama",
+            "10ecd0a2d9c389f3ea0f31718bd8fcf9ad53194b835c3ef6e71d2023724d189b",
+        ),
+        (
+            "llama_tied",
+            "43e6671bed70816051f2eb6523966fa164008a822267ab95f8d7d1a226458ddc",
+        ),
+        (
+            "qwen2",
+            "32c53a95961cbee08a334ec0ab11b9ef1072a0dd8408ca43c99ad0bbbde8f292",
+        ),
+    ] {
+        let dir = data().join("models").join(m);
+        assert_eq!(
+            wharf_converters::hf::probe_hash(&dir).as_deref(),
+            Some(want),
+            "{m}"
+        );
+    }
+}

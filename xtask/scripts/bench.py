@@ -226,6 +226,29 @@ class Bench:
                      " coreutils sha256sum has no SHA-NI); section 1 gives wharf's own hashing time.")
         self.out[5] = lines
 
+    # ---------------------------------------------------------------- 6
+    def convert(self):
+        """Issue 2's streaming check: HF folder -> GGUF, peak RSS (goal < 1 GB) against cat."""
+        lines, rows = [], []
+        d = self.big
+        src = self.source_bytes(d)
+        cs, cr = self.cat(d)
+        label = "135M" if self.args.quick else f"{self.args.size_gb}GB"
+        self.note_load("section 6 start")
+        for dtype in ["bf16", "f32"]:
+            log(f"convert {dtype} {label}")
+            out = self.work / f"convert-{dtype}.gguf"
+            ws, wr, _, _ = self.wharf("convert", d, "-o", out, "--dtype", dtype)
+            out.unlink()
+            rows.append([f"wharf convert --dtype {dtype}", f"{label} BF16 ({gb(src)})", f"{ws:.2f}",
+                         f"{src / ws / 1e9:.3f} GB/s", mib(wr), "yes" if wr < 1e9 else "NO",
+                         f"{cs / ws:.3f}x"])
+        rows.append(["cat (warm cache, 2nd run)", label, f"{cs:.2f}", f"{src / cs / 1e9:.2f} GB/s", mib(cr), "", "1"])
+        self.note_load("section 6 end")
+        table(lines, "6. Convert HF folder -> GGUF (streaming)",
+              ["tool", "input", "seconds", "throughput", "peak RSS", "RSS < 1 GB", "speed wharf/cat"], rows)
+        self.out[6] = lines
+
     def bundle_files(self, out):
         m = json.loads((out / "manifest.json").read_text())
         return [out / f["path"] for f in m["files"]]
@@ -274,7 +297,8 @@ def main():
     b.note_load("start")
     b.setup()
     failed = []
-    for n, step in [(2, b.quantize), (3, b.infer), (4, b.fp8_mlx), (5, b.export), (1, b.hashing)]:
+    for n, step in [(2, b.quantize), (3, b.infer), (4, b.fp8_mlx), (5, b.export), (1, b.hashing),
+                    (6, b.convert)]:
         try:
             step()
         except Fail as e:

@@ -5,6 +5,7 @@ mod fp8_plan;
 mod int4_plan;
 mod keys;
 mod mlx_plan;
+mod pre_hashes;
 mod spm;
 pub mod storage;
 mod to_config;
@@ -24,4 +25,4 @@ pub use to_gguf::{
     plan_logical as plan_gguf_logical,
 };
 pub use transforms::llama3_rope_factors;
-pub use vocab::tokenizer_kvs;
+pub use vocab::{probe_hash, tokenizer_kvs};

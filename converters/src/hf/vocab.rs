@@ -1,8 +1,10 @@
 //! The tokenizer as `tokenizer.ggml.*` keys, as llama.cpp's converter writes them
 //! (`conversion/base.py` `get_vocab_base`, `_set_vocab_sentencepiece`; gguf-py `vocab.py`).
 //!
-//! `tokenizer.ggml.pre` is chosen from the pre-tokenizer's structure (its split regex), which is
-//! what llama.cpp's hash of probe-string token ids stands in for; `--pre` overrides it.
+//! `tokenizer.ggml.pre` is chosen as llama.cpp's converter chooses it: the sha256 of the token ids
+//! of its probe text, looked up in its table (`pre_hashes.rs`). For a tokenizer that table does
+//! not know (llama.cpp's converter refuses those), the name comes from the pre-tokenizer's split
+//! regex instead; `--pre` overrides both.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -97,6 +99,7 @@ fn bpe(dir: &Path, config: &Json, vocab_size: u64, pre: Option<&str>) -> Result<
         .collect();
     let pre = pre
         .map(str::to_owned)
+        .or_else(|| llama_cpp_pre(dir).map(str::to_owned))
         .unwrap_or_else(|| detect_pre(&tok["pre_tokenizer"]));
     let mut out = vec![
         kv("model", Value::String("gpt2".into())),
@@ -110,6 +113,26 @@ fn bpe(dir: &Path, config: &Json, vocab_size: u64, pre: Option<&str>) -> Result<
     ];
     out.extend(special_ids(dir, config, &tokens, Some(&tok))?);
     Ok(out)
+}
+
+/// sha256 (hex) of Python's `str(ids)` for the ids `tokenizer.json` gives the probe text, with
+/// the special tokens the tokenizer adds, as llama.cpp's `get_vocab_base_pre` computes it.
+pub fn probe_hash(dir: &Path) -> Option<String> {
+    use sha2::Digest as _;
+    let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).ok()?;
+    let enc = tok.encode(super::pre_hashes::PROBE, true).ok()?;
+    let ids: Vec<String> = enc.get_ids().iter().map(u32::to_string).collect();
+    let digest = sha2::Sha256::digest(format!("[{}]", ids.join(", ")).as_bytes());
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The name llama.cpp's converter gives this tokenizer, when its table knows it.
+fn llama_cpp_pre(dir: &Path) -> Option<&'static str> {
+    let hash = probe_hash(dir)?;
+    super::pre_hashes::KNOWN
+        .iter()
+        .find(|(h, _)| *h == hash)
+        .map(|&(_, name)| name)
 }
 
 /// Pre-tokenizer name for llama.cpp from the split regex (`llama-vocab.cpp` lists the regexes
