@@ -1,5 +1,6 @@
 //! `cargo xtask fuzz [SECONDS] [TARGET...]`: runs each fuzz target of `fuzz/` for SECONDS
 //! (default 60) with its seed corpus plus the committed attack files, and reports executions.
+//! What the fuzzer grows goes to `fuzz/corpus-work/` (ignored by git).
 //!
 //! cargo-fuzz needs a nightly toolchain; like rust-analyzer's `run_fuzzer`, this checks for it
 //! and says how to get it instead of failing obscurely. CI does not fuzz; a stable `#[test]`
@@ -59,12 +60,16 @@ pub fn fuzz(root: &Path, args: &[String]) -> Result<()> {
     preflight(root)?;
     let mut report = Vec::new();
     for t in chosen {
-        let corpus = root.join("fuzz/corpus").join(t);
-        std::fs::create_dir_all(&corpus)?;
+        // libFuzzer writes new inputs into the first folder: a work corpus kept out of git, so
+        // the committed seeds (`fuzz/corpus/<target>`) stay a small, reviewed set.
+        let work = root.join("fuzz/corpus-work").join(t);
+        std::fs::create_dir_all(&work)?;
+        let seeds = root.join("fuzz/corpus").join(t);
         let attacks = root.join("tests/data/attacks");
         let mut cmd = nightly(root);
         cmd.args(["fuzz", "run", t])
-            .arg(&corpus)
+            .arg(&work)
+            .args(seeds.is_dir().then_some(&seeds))
             .args(attacks.is_dir().then_some(&attacks))
             .args([
                 "--",
