@@ -56,7 +56,8 @@ pub(crate) struct Spm {
     /// Mergeable pieces (normal, user-defined, unknown text excluded): text → (id, score).
     vocab: HashMap<String, (u32, f32)>,
     user_defined: Vec<(String, u32)>,
-    unk: u32,
+    /// Id of the `<0xNN>` piece for each byte (`<unk>` where the vocabulary lacks it).
+    byte_ids: [u32; 256],
     charsmap: Option<tokenizers::normalizers::precompiled::Precompiled>,
     remove_extra_whitespaces: bool,
     add_dummy_prefix: bool,
@@ -70,12 +71,19 @@ impl Spm {
     pub(crate) fn new(pieces: Vec<SpmPiece>, norm: &SpmNormalizer) -> Result<Self> {
         let mut vocab = HashMap::new();
         let mut user_defined = Vec::new();
+        let mut bytes: HashMap<u8, u32> = HashMap::new();
         let mut unk = None;
         for (i, p) in pieces.iter().enumerate() {
             let id = u32::try_from(i).map_err(err)?;
             match p.kind {
                 UNKNOWN => unk = Some(id),
-                CONTROL | UNUSED | BYTE => {}
+                BYTE => {
+                    let hex = p.text.trim_start_matches("<0x").trim_end_matches('>');
+                    if let Ok(b) = u8::from_str_radix(hex, 16) {
+                        bytes.entry(b).or_insert(id);
+                    }
+                }
+                CONTROL | UNUSED => {}
                 USER_DEFINED => user_defined.push((p.text.clone(), id)),
                 _ => {
                     vocab.entry(p.text.clone()).or_insert((id, p.score));
@@ -92,23 +100,22 @@ impl Spm {
                     .map_err(err)?,
             )
         };
+        let unk = unk.ok_or_else(|| err("the vocabulary has no <unk> piece"))?;
+        let byte_ids = std::array::from_fn(|b| {
+            u8::try_from(b)
+                .ok()
+                .and_then(|b| bytes.get(&b).copied())
+                .unwrap_or(unk)
+        });
         Ok(Spm {
             pieces,
             vocab,
             user_defined,
-            unk: unk.ok_or_else(|| err("the vocabulary has no <unk> piece"))?,
+            byte_ids,
             charsmap,
             remove_extra_whitespaces: norm.remove_extra_whitespaces,
             add_dummy_prefix: norm.add_dummy_prefix,
         })
-    }
-
-    /// The id of `text` as a piece of any type.
-    pub(crate) fn id_of(&self, text: &str) -> Option<u32> {
-        self.pieces
-            .iter()
-            .position(|p| p.text == text)
-            .and_then(|i| u32::try_from(i).ok())
     }
 
     fn normalize(&self, text: &str) -> Result<String> {
@@ -182,9 +189,7 @@ impl Spm {
             } else if let Some(id) = self.user_defined.iter().find(|(u, _)| *u == s).map(|x| x.1) {
                 ids.push(id);
             } else {
-                for b in s.bytes() {
-                    ids.push(self.id_of(&format!("<0x{b:02X}>")).unwrap_or(self.unk));
-                }
+                ids.extend(s.bytes().map(|b| self.byte_ids[usize::from(b)]));
             }
         }
         Ok(ids)
