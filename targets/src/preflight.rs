@@ -71,16 +71,17 @@ pub fn check(req: &Request<'_>) -> Preflight {
     };
     let ranks = tp.iter().find(|r| r.ok).map_or(1, |r| r.tp);
     let need = per_device(weight_bytes, kv, overhead, ranks, req.spec.mla.is_some());
-    let usable = |gib: u64| gib * GIB / 100 * (100 - req.profile.reserved_percent);
+    // What the OS or runtime leaves of `bytes` of board or GPU memory.
+    let usable = |bytes: u64| bytes / 100 * (100 - req.profile.reserved_percent);
     let memory = req.memory.unwrap_or(req.profile.default_memory_gib * GIB);
-    let usable_bytes = memory / 100 * (100 - req.profile.reserved_percent);
+    let usable_bytes = usable(memory);
     let boards = req
         .profile
         .memory_gib
         .iter()
         .map(|&gib| BoardFit {
             gib,
-            fits: need <= usable(gib),
+            fits: need <= usable(gib * GIB),
         })
         .collect();
     let mut errors = Vec::new();

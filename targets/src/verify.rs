@@ -43,7 +43,7 @@ pub fn verify(path: &Path) -> Result<Verified> {
         });
     }
     let metrics = if is_zip {
-        let tmp = tempdir_beside(path)?;
+        let tmp = scratch_dir(path)?;
         wharf_manifests::zip::extract(path, tmp.path())?;
         let m = run_reference(tmp.path(), &manifest);
         drop(tmp);
@@ -82,7 +82,7 @@ fn run_reference(dir: &Path, manifest: &Manifest) -> Result<Metrics> {
 
 /// A scratch folder in the system temp folder (the bundle's own folder may be read-only),
 /// removed on drop.
-fn tempdir_beside(path: &Path) -> Result<ScratchDir> {
+fn scratch_dir(path: &Path) -> Result<ScratchDir> {
     let base = std::env::temp_dir();
     let name = format!(
         ".{}.wharf-verify-{}",
