@@ -39,9 +39,9 @@ fn llamacpp_gguf_vocab_matches_tokenizer_json() {
     assert_eq!(gguf.decode(&ids).unwrap(), json.decode(&ids).unwrap());
 }
 
-#[test]
-fn wharf_converted_qwen2_vocab_matches_tokenizer_json() {
-    let dir = data().join("models/qwen2");
+/// `models/<model>` converted by wharf to an F32 GGUF at `out`.
+fn convert_to_gguf(model: &str, out: &Path) {
+    let dir = data().join("models").join(model);
     let src = AnySource::open(&dir).unwrap();
     let AnySource::Safetensors {
         source,
@@ -57,14 +57,19 @@ fn wharf_converted_qwen2_vocab_matches_tokenizer_json() {
     };
     let plan = plan_gguf(source, &dir, config, spec, &opts).unwrap();
     let metas: Vec<_> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("q.gguf");
-    let mut w = GgufWriter::create(&out, &plan.kvs, &metas, None).unwrap();
+    let mut w = GgufWriter::create(out, &plan.kvs, &metas, None).unwrap();
     pipeline::run(source, &plan.tensors, &mut w, &mut |_| {}).unwrap();
     w.commit().unwrap();
+}
+
+#[test]
+fn wharf_converted_qwen2_vocab_matches_tokenizer_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("q.gguf");
+    convert_to_gguf("qwen2", &out);
     same_ids(
         &Tokenizer::open(&out).unwrap(),
-        &Tokenizer::open(&dir).unwrap(),
+        &Tokenizer::open(&data().join("models/qwen2")).unwrap(),
     );
 }
 
@@ -95,27 +100,7 @@ fn sentencepiece_vocabularies_encode_like_the_sentencepiece_library() {
     let model = data().join("models/mistral_bf16");
     let dir = tempfile::tempdir().unwrap();
     let gguf = dir.path().join("m.gguf");
-    {
-        let src = wharf_converters::AnySource::open(&model).unwrap();
-        let wharf_converters::AnySource::Safetensors {
-            source,
-            dir: Some(d),
-            config: Some((config, spec)),
-        } = &src
-        else {
-            panic!("not an HF folder")
-        };
-        let opts = wharf_converters::hf::GgufOptions {
-            out: wharf_converters::hf::OutType::F32,
-            pre: None,
-        };
-        let plan = wharf_converters::hf::plan_gguf(source, d, config, spec, &opts).unwrap();
-        let metas: Vec<_> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
-        let mut w =
-            wharf_converters::gguf::GgufWriter::create(&gguf, &plan.kvs, &metas, None).unwrap();
-        wharf_converters::pipeline::run(source, &plan.tensors, &mut w, &mut |_| {}).unwrap();
-        w.commit().unwrap();
-    }
+    convert_to_gguf("mistral_bf16", &gguf);
     let from_model = Tokenizer::open(&model).unwrap();
     let from_gguf = Tokenizer::open(&gguf).unwrap();
     for case in v["cases"].as_array().unwrap() {
