@@ -1,4 +1,5 @@
-//! `wharf convert SRC -o OUT [--to safetensors|gguf] [--dtype f32|f16|bf16|keep] [--pre NAME]`.
+//! `wharf convert SRC -o OUT [--to safetensors|gguf] [--dtype f32|f16|bf16|keep] [--pre NAME]
+//! [--config CONFIG.json]`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,9 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use wharf_converters::AnySource;
 use wharf_converters::atomic::{AtomicDir, ensure_not_input};
-use wharf_converters::gguf::GgufWriter;
 use wharf_converters::hf::storage::QuantizedView;
-use wharf_converters::hf::{GgufOptions, OutType, plan_gguf_logical};
+use wharf_converters::hf::{GgufOptions, HfToGguf, OutType};
 use wharf_converters::pipeline::{self, Planned};
 use wharf_converters::safetensors::{SafetensorsWriter, ShardedWriter, plan_shards};
 use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
@@ -29,8 +29,13 @@ pub enum Dtype {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source: HF folder, safetensors file, GGUF file or PyTorch `.bin`/`.pt` checkpoint.
+    /// Source: HF folder, safetensors file, GGUF file, PyTorch `.bin`/`.pt` checkpoint or
+    /// ONNX model.
     pub src: PathBuf,
+    /// The HF `config.json` of an ONNX export: its initializers are then read under HF names,
+    /// so it converts to GGUF (tokenizer files are taken from the config's folder).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Output file (`.gguf`, `.safetensors`) or folder (an HF folder with shards and index).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -49,7 +54,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let src = AnySource::open(&args.src)?;
+    let src = AnySource::open_with_config(&args.src, args.config.as_deref())?;
     crate::warn_source(&src);
     ensure_not_input(&args.output, &src.paths())?;
     let to = match args.to {
@@ -90,29 +95,15 @@ fn out_type(d: Dtype) -> OutType {
 }
 
 fn to_gguf(src: &AnySource, args: &Args) -> Result<usize> {
-    let AnySource::Safetensors {
-        source,
-        dir: Some(dir),
-        config: Some((config, spec)),
-    } = src
-    else {
-        bail!(
-            "{}: GGUF output needs an HF folder with config.json (for the architecture keys)",
-            args.src.display()
-        );
-    };
     let opts = GgufOptions {
         out: out_type(args.dtype),
         pre: args.pre.clone(),
     };
-    // Quantized folders (DeepSeek FP8, compressed-tensors, ...) are read dequantized.
-    let view = logical_view(src)?;
-    let plan = plan_gguf_logical(source, &view, dir, config, spec, &opts)?;
-    let metas: Vec<TensorMeta> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
-    let mut w = GgufWriter::create(&args.output, &plan.kvs, &metas, None)?;
+    let job = HfToGguf::new(src, &opts)
+        .with_context(|| format!("{}: cannot write GGUF", args.src.display()))?;
+    let metas = job.metas();
     let mut bar = crate::progress::Bar::new("converting");
-    pipeline::run(&view, &plan.tensors, &mut w, &mut bar.for_metas(&metas))?;
-    w.commit()?;
+    job.write(&args.output, &mut bar.for_metas(&metas))?;
     Ok(metas.len())
 }
 
@@ -125,6 +116,10 @@ pub(crate) fn logical_view(src: &AnySource) -> Result<QuantizedView<'_>> {
             ..
         }
         | AnySource::Torch {
+            config: Some((v, _)),
+            ..
+        }
+        | AnySource::Onnx {
             config: Some((v, _)),
             ..
         } => Some(v),
@@ -186,6 +181,12 @@ fn to_folder(src: &AnySource, args: &Args) -> Result<usize> {
         if view.is_quantized() {
             write_dense_config(dir, out.path())?;
         }
+    } else if let Some(input) = src.hf() {
+        // An ONNX export with its config: an HF folder needs the config under its own name.
+        copy_side_files(input.dir, out.path())?;
+        let mut text = serde_json::to_string_pretty(input.config)?;
+        text.push('\n');
+        std::fs::write(out.path().join("config.json"), text)?;
     }
     out.commit()?;
     Ok(plan.len())

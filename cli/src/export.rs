@@ -11,8 +11,12 @@ use crate::CheckFailed;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source: HF folder or GGUF.
+    /// Source: HF folder (safetensors or PyTorch), GGUF, or ONNX export with --config.
     src: PathBuf,
+    /// The HF `config.json` of an ONNX export: its initializers are read under HF names
+    /// (tokenizer files are taken from the config's folder).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Target profile (see `wharf targets`).
     #[arg(long)]
     target: String,
@@ -54,6 +58,7 @@ pub fn run(args: Args) -> Result<()> {
     opts.ctx = args.ctx;
     opts.zip = args.zip;
     opts.force = args.force;
+    opts.config = args.config.clone();
     if let Some(m) = &args.memory {
         let Some(bytes) = parse_memory(m) else {
             bail!("--memory `{m}`: expected a size such as 8GB or 512MiB");
@@ -64,9 +69,9 @@ pub fn run(args: Args) -> Result<()> {
         opts.prompt_ids = Some(args.ids);
     }
     if let Some(text) = &args.prompt {
-        let tok = wharf_reference::Tokenizer::open(&args.src)
+        let places = crate::infer::tokenizer_places(&args.src, args.config.as_deref());
+        let ids = crate::infer::resolve_ids(&Default::default(), Some(text), &places)
             .with_context(|| format!("--prompt needs the tokenizer of {}", args.src.display()))?;
-        let ids = tok.encode(text)?;
         if ids.is_empty() {
             bail!("--prompt tokenizes to no tokens");
         }

@@ -11,7 +11,7 @@ use wharf_converters::atomic::AtomicFile;
 use wharf_reference::{Model, Tokenizer, npy};
 
 /// Where the input tokens come from.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default)]
 pub struct Input {
     /// Token ids, comma separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
@@ -23,8 +23,13 @@ pub struct Input {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// An HF folder (config.json + safetensors, dense or quantized) or a GGUF file.
+    /// An HF folder (config.json + safetensors or PyTorch weights, dense or quantized), a GGUF
+    /// file, or an ONNX export with --config.
     model: PathBuf,
+    /// The HF `config.json` of an ONNX export: its initializers are read under HF names
+    /// (tokenizer files are taken from the config's folder).
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(flatten)]
     input: Input,
     /// Tokens to generate greedily after the input.
@@ -61,7 +66,19 @@ pub fn resolve_ids(input: &Input, text: Option<&str>, models: &[&Path]) -> Resul
 
 /// Opens a model, naming the path on failure.
 pub fn open(path: &Path) -> Result<Model> {
-    Model::open(path).with_context(|| format!("opening {}", path.display()))
+    open_with_config(path, None)
+}
+
+/// [`open`] with the HF config of an ONNX export.
+pub fn open_with_config(path: &Path, config: Option<&Path>) -> Result<Model> {
+    Model::open_with_config(path, config).with_context(|| format!("opening {}", path.display()))
+}
+
+/// Where to look for a tokenizer: the model, then the folder of its `--config`.
+pub fn tokenizer_places<'a>(model: &'a Path, config: Option<&'a Path>) -> Vec<&'a Path> {
+    let mut places = vec![model];
+    places.extend(config.map(|c| c.parent().unwrap_or(Path::new("."))));
+    places
 }
 
 /// Writes `[rows, cols]` f32 values as .npy, atomically.
@@ -74,8 +91,10 @@ pub fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let model = open(&args.model)?;
-    let ids = resolve_ids(&args.input, None, &[&args.model])?;
+    let config = args.config.as_deref();
+    let model = open_with_config(&args.model, config)?;
+    let places = tokenizer_places(&args.model, config);
+    let ids = resolve_ids(&args.input, None, &places)?;
     let t0 = Instant::now();
     let logits = model.logits(&ids)?;
     let prefill_s = t0.elapsed().as_secs_f64();
@@ -85,8 +104,9 @@ pub fn run(args: Args) -> Result<()> {
     let t1 = Instant::now();
     let generated = model.generate(&ids, args.max_new)?;
     let gen_s = t1.elapsed().as_secs_f64();
-    let text = Tokenizer::open(&args.model)
-        .ok()
+    let text = places
+        .iter()
+        .find_map(|p| Tokenizer::open(p).ok())
         .and_then(|t| t.decode(&generated).ok());
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let report = json!({

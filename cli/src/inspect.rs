@@ -16,6 +16,9 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// The HF `config.json` of an ONNX export: list its weights under HF names.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -31,7 +34,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(m) if m.reference.model != "." => args.path.join(&m.reference.model),
         _ => args.path.clone(),
     };
-    let src = AnySource::open(&model)?;
+    let src = AnySource::open_with_config(&model, args.config.as_deref())?;
     crate::warn_source(&src);
     let mut report = report(&src)?;
     if let Some(m) = bundle {
@@ -96,7 +99,7 @@ pub fn report(src: &AnySource) -> Result<Value> {
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
             .collect(),
-        AnySource::Torch { .. } | AnySource::Onnx(_) => serde_json::Map::new(),
+        AnySource::Torch { .. } | AnySource::Onnx { .. } => serde_json::Map::new(),
     };
     Ok(json!({
         "format": src.format().name(),

@@ -17,8 +17,13 @@ use wharf_targets::gguf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source: HF folder or an F32/F16/BF16 GGUF (a quantized GGUF with --allow-requantize).
+    /// Source: HF folder (safetensors or PyTorch), ONNX export with --config, or an
+    /// F32/F16/BF16 GGUF (a quantized GGUF with --allow-requantize).
     src: PathBuf,
+    /// The HF `config.json` of an ONNX export: its initializers are read under HF names
+    /// (tokenizer files are taken from the config's folder).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Output GGUF file.
     #[arg(short, long)]
     output: PathBuf,
@@ -50,12 +55,17 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let Some(ty) = args.scheme.strip_prefix("gguf:") else {
-        return crate::quantize_hf::run(&args.src, &args.output, &args.scheme);
+        return crate::quantize_hf::run(
+            &args.src,
+            args.config.as_deref(),
+            &args.output,
+            &args.scheme,
+        );
     };
     let mix: Mix = ty
         .parse()
         .map_err(|e| anyhow::anyhow!("scheme `{}`: {e}", args.scheme))?;
-    let src = AnySource::open(&args.src)?;
+    let src = AnySource::open_with_config(&args.src, args.config.as_deref())?;
     crate::warn_source(&src);
     ensure_not_input(&args.output, &src.paths())?;
     let imatrix = match &args.imatrix {

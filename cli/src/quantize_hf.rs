@@ -9,13 +9,13 @@ use wharf_converters::AnySource;
 use wharf_converters::atomic::{AtomicDir, ensure_not_input};
 use wharf_targets::folder;
 
-pub fn run(src_path: &Path, output: &Path, scheme: &str) -> Result<()> {
+pub fn run(src_path: &Path, config: Option<&Path>, output: &Path, scheme: &str) -> Result<()> {
     let Some(parsed) = folder::parse_scheme(scheme) else {
         bail!(
             "unknown scheme `{scheme}` (gguf:<TYPE>, fp8, fp8-channel, fp8-block, ct-fp8-block, int4, mlx4, mlx8, mlx<B>g<G>)"
         );
     };
-    let src = AnySource::open(src_path)?;
+    let src = AnySource::open_with_config(src_path, config)?;
     crate::warn_source(&src);
     ensure_not_input(output, &src.paths())?;
     let job = folder::plan(&src, parsed?)?;

@@ -23,4 +23,4 @@ pub mod safetensors;
 pub mod torch;
 
 pub use error::{Error, ErrorKind, Result, from_core};
-pub use open::{AnySource, Format, detect};
+pub use open::{AnySource, Format, HfInput, detect};

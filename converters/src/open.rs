@@ -11,7 +11,7 @@ use wharf_core::{TensorMeta, TensorSource};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::{GgufFile, MAGIC};
-use crate::hf::load_config;
+use crate::hf::{HfRenamed, load_config, load_config_file};
 use crate::onnx::OnnxSource;
 use crate::safetensors::SafetensorsSource;
 use crate::torch::{self, TorchSource};
@@ -80,8 +80,61 @@ pub enum AnySource {
         /// `config.json` and its validated description.
         config: Option<(Value, ModelSpec)>,
     },
-    /// An ONNX model's initializers.
-    Onnx(OnnxSource),
+    /// An ONNX model's initializers: under their own names, or under HF names when a config
+    /// was given (`--config`).
+    Onnx {
+        /// The initializers.
+        source: HfRenamed<OnnxSource>,
+        /// The config file given for the export.
+        config_path: Option<PathBuf>,
+        /// `config.json` and its validated description.
+        config: Option<(Value, ModelSpec)>,
+    },
+}
+
+/// An input that is an HF model: tensors under HF names, the folder holding its config and
+/// tokenizer, and the order llama.cpp's converter visits the tensors in.
+pub struct HfInput<'a> {
+    /// The tensors, under HF names.
+    pub tensors: &'a dyn TensorSource,
+    /// Tensor names in llama.cpp's visiting order.
+    pub order: Vec<String>,
+    /// The folder of `config.json` and the tokenizer files.
+    pub dir: &'a Path,
+    /// `config.json`.
+    pub config: &'a Value,
+    /// Its validated description.
+    pub spec: &'a ModelSpec,
+}
+
+impl std::fmt::Debug for HfInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfInput")
+            .field("dir", &self.dir)
+            .field("tensors", &self.order.len())
+            .field("arch", &self.spec.arch)
+            .finish_non_exhaustive()
+    }
+}
+
+fn names(src: &dyn TensorSource) -> Vec<String> {
+    src.tensors().iter().map(|m| m.name.clone()).collect()
+}
+
+/// llama.cpp reads safetensors shard by shard, each sorted by name.
+fn visit_order(src: &SafetensorsSource) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in src.files() {
+        let mut n: Vec<_> = f
+            .header()
+            .entries
+            .iter()
+            .map(|e| e.meta.name.clone())
+            .collect();
+        n.sort();
+        out.extend(n);
+    }
+    out
 }
 
 /// Decides the format of `path` by its structure.
@@ -172,7 +225,11 @@ impl AnySource {
                 dir: Some(path.to_path_buf()),
                 config: folder_config(path)?,
             }),
-            Format::Onnx => Ok(AnySource::Onnx(OnnxSource::open(path)?)),
+            Format::Onnx => Ok(AnySource::Onnx {
+                source: HfRenamed::identity(OnnxSource::open(path)?),
+                config_path: None,
+                config: None,
+            }),
             Format::HfFolder => {
                 let source = SafetensorsSource::open_dir(path)?;
                 let config = if path.join("config.json").is_file() {
@@ -189,6 +246,83 @@ impl AnySource {
         }
     }
 
+    /// Opens `path` with the HF `config.json` at `config` describing it: an ONNX export's
+    /// initializers are then read under HF names (the exporter's prefix stripped, buffers left
+    /// out), so the export converts to every target. Other formats carry their own description
+    /// (HF folders their `config.json`, GGUF its metadata) and are refused with a config.
+    pub fn open_with_config(path: impl AsRef<Path>, config: Option<&Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let Some(config_path) = config else {
+            return Self::open(path);
+        };
+        match detect(path)? {
+            Format::Onnx => {
+                let (v, spec) = load_config_file(config_path)?;
+                let source = HfRenamed::for_spec(OnnxSource::open(path)?, &spec)
+                    .map_err(|e| e.in_file(path))?;
+                Ok(AnySource::Onnx {
+                    source,
+                    config_path: Some(config_path.to_path_buf()),
+                    config: Some((v, spec)),
+                })
+            }
+            f => Err(Error::new(ErrorKind::UnknownFormat(format!(
+                "a config is given only with an ONNX export; this {} input {}",
+                f.name(),
+                match f {
+                    Format::Gguf => "describes itself in its metadata",
+                    _ => "takes its description from config.json in its HF folder",
+                }
+            )))
+            .in_file(path)),
+        }
+    }
+
+    /// The input as an HF model, when it is one: an HF folder (safetensors or PyTorch) with
+    /// `config.json`, or an ONNX export opened with its config.
+    pub fn hf(&self) -> Option<HfInput<'_>> {
+        match self {
+            AnySource::Safetensors {
+                source,
+                dir: Some(dir),
+                config: Some((config, spec)),
+            } => Some(HfInput {
+                tensors: source,
+                order: visit_order(source),
+                dir,
+                config,
+                spec,
+            }),
+            AnySource::Torch {
+                source,
+                dir: Some(dir),
+                config: Some((config, spec)),
+            } => Some(HfInput {
+                tensors: source,
+                order: names(source),
+                dir,
+                config,
+                spec,
+            }),
+            AnySource::Onnx {
+                source,
+                config_path: Some(p),
+                config: Some((config, spec)),
+            } => Some(HfInput {
+                tensors: source,
+                order: {
+                    let mut n = names(source);
+                    n.sort();
+                    n
+                },
+                dir: p.parent().unwrap_or(Path::new(".")),
+                config,
+                spec,
+            }),
+            _ => None,
+        }
+    }
+
     /// The format that was detected.
     pub fn format(&self) -> Format {
         match self {
@@ -197,17 +331,17 @@ impl AnySource {
             AnySource::Gguf(_) => Format::Gguf,
             AnySource::Torch { dir: Some(_), .. } => Format::HfTorchFolder,
             AnySource::Torch { .. } => Format::Torch,
-            AnySource::Onnx(_) => Format::Onnx,
+            AnySource::Onnx { .. } => Format::Onnx,
         }
     }
 
     /// The validated model description, when the input carries one.
     pub fn spec(&self) -> Option<&ModelSpec> {
         match self {
-            AnySource::Safetensors { config, .. } | AnySource::Torch { config, .. } => {
-                config.as_ref().map(|(_, s)| s)
-            }
-            AnySource::Gguf(_) | AnySource::Onnx(_) => None,
+            AnySource::Safetensors { config, .. }
+            | AnySource::Torch { config, .. }
+            | AnySource::Onnx { config, .. } => config.as_ref().map(|(_, s)| s),
+            AnySource::Gguf(_) => None,
         }
     }
 
@@ -217,6 +351,11 @@ impl AnySource {
         match self {
             AnySource::Safetensors { source, .. } => source.warnings().to_vec(),
             AnySource::Torch { source, .. } => source.warnings(),
+            AnySource::Onnx { source, .. } if !source.dropped().is_empty() => vec![format!(
+                "left out {} initializer(s) that are not weights: {}",
+                source.dropped().len(),
+                source.dropped().join(", ")
+            )],
             _ => Vec::new(),
         }
     }
@@ -237,7 +376,15 @@ impl AnySource {
                 p
             }
             AnySource::Gguf(g) => vec![g.path().to_path_buf()],
-            AnySource::Onnx(o) => o.paths(),
+            AnySource::Onnx {
+                source,
+                config_path,
+                ..
+            } => {
+                let mut p = source.inner().paths();
+                p.extend(config_path.clone());
+                p
+            }
             AnySource::Torch { source, dir, .. } => {
                 let mut p = source.paths();
                 if let Some(d) = dir {
@@ -258,7 +405,7 @@ impl AnySource {
             AnySource::Safetensors { source, .. } => source,
             AnySource::Gguf(g) => g,
             AnySource::Torch { source, .. } => source,
-            AnySource::Onnx(o) => o,
+            AnySource::Onnx { source, .. } => source,
         }
     }
 }

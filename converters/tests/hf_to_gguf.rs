@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
-use wharf_converters::gguf::{GgufFile, GgufWriter, Value};
-use wharf_converters::hf::{GgufOptions, OutType, plan_gguf};
-use wharf_converters::{AnySource, pipeline};
+use wharf_converters::AnySource;
+use wharf_converters::gguf::{GgufFile, Value};
+use wharf_converters::hf::{GgufOptions, HfToGguf, OutType};
 use wharf_core::TensorSource;
 
 fn data() -> PathBuf {
@@ -18,29 +18,14 @@ fn data() -> PathBuf {
 fn convert(model: &str, out_type: OutType, out: &Path) -> GgufFile {
     let dir = data().join("models").join(model);
     let src = AnySource::open(&dir).unwrap();
-    let AnySource::Safetensors {
-        source,
-        config: Some((config, spec)),
-        ..
-    } = &src
-    else {
-        panic!("HF folder")
+    let opts = GgufOptions {
+        out: out_type,
+        pre: None,
     };
-    let plan = plan_gguf(
-        source,
-        &dir,
-        config,
-        spec,
-        &GgufOptions {
-            out: out_type,
-            pre: None,
-        },
-    )
-    .unwrap();
-    let metas: Vec<_> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
-    let mut w = GgufWriter::create(out, &plan.kvs, &metas, None).unwrap();
-    pipeline::run(source, &plan.tensors, &mut w, &mut |_| {}).unwrap();
-    w.commit().unwrap();
+    HfToGguf::new(&src, &opts)
+        .unwrap()
+        .write(out, &mut |_| {})
+        .unwrap();
     GgufFile::open(out).unwrap()
 }
 

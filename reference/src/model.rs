@@ -74,6 +74,11 @@ impl Model {
         Model::from_source(AnySource::open(path)?)
     }
 
+    /// [`Model::open`], with the HF config of an ONNX export ([`AnySource::open_with_config`]).
+    pub fn open_with_config(path: &Path, config: Option<&Path>) -> Result<Model> {
+        Model::from_source(AnySource::open_with_config(path, config)?)
+    }
+
     /// Wraps an already opened input.
     pub fn from_source(src: AnySource) -> Result<Model> {
         match src {
@@ -88,7 +93,8 @@ impl Model {
             other => match other.spec().cloned() {
                 Some(spec) => Model::from_weights(Box::new(HfWeights::new(other, None, spec)?)),
                 None => Err(Error::Spec(
-                    "a safetensors or PyTorch input needs its config.json (open the HF folder)"
+                    "a safetensors or PyTorch input needs its config.json (open the HF folder); \
+                     an ONNX export needs --config"
                         .into(),
                 )),
             },

@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
+use wharf_converters::AnySource;
 use wharf_converters::gguf::{GgufFile, GgufWriter};
-use wharf_converters::hf::{GgufOptions, OutType, plan_gguf};
-use wharf_converters::{AnySource, pipeline};
+use wharf_converters::hf::{GgufOptions, HfToGguf, OutType};
 use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
 use wharf_reference::{Model, npy};
 
@@ -40,23 +40,14 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 fn convert_f32(model: &str, out: &Path) {
     let dir = data().join("models").join(model);
     let src = AnySource::open(&dir).unwrap();
-    let AnySource::Safetensors {
-        source,
-        config: Some((config, spec)),
-        ..
-    } = &src
-    else {
-        panic!("HF folder")
-    };
     let opts = GgufOptions {
         out: OutType::F32,
         pre: None,
     };
-    let plan = plan_gguf(source, &dir, config, spec, &opts).unwrap();
-    let metas: Vec<_> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
-    let mut w = GgufWriter::create(out, &plan.kvs, &metas, None).unwrap();
-    pipeline::run(source, &plan.tensors, &mut w, &mut |_| {}).unwrap();
-    w.commit().unwrap();
+    HfToGguf::new(&src, &opts)
+        .unwrap()
+        .write(out, &mut |_| {})
+        .unwrap();
 }
 
 fn converted_matches_hf(model: &str) {

@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use wharf_converters::gguf::GgufWriter;
-use wharf_converters::hf::{GgufOptions, OutType, plan_gguf};
-use wharf_converters::{AnySource, pipeline};
+use wharf_converters::AnySource;
+use wharf_converters::hf::{GgufOptions, HfToGguf, OutType};
 use wharf_reference::Tokenizer;
 
 fn data() -> PathBuf {
@@ -43,23 +42,14 @@ fn llamacpp_gguf_vocab_matches_tokenizer_json() {
 fn convert_to_gguf(model: &str, out: &Path) {
     let dir = data().join("models").join(model);
     let src = AnySource::open(&dir).unwrap();
-    let AnySource::Safetensors {
-        source,
-        config: Some((config, spec)),
-        ..
-    } = &src
-    else {
-        panic!("HF folder")
-    };
     let opts = GgufOptions {
         out: OutType::F32,
         pre: None,
     };
-    let plan = plan_gguf(source, &dir, config, spec, &opts).unwrap();
-    let metas: Vec<_> = plan.tensors.iter().map(|p| p.meta.clone()).collect();
-    let mut w = GgufWriter::create(out, &plan.kvs, &metas, None).unwrap();
-    pipeline::run(source, &plan.tensors, &mut w, &mut |_| {}).unwrap();
-    w.commit().unwrap();
+    HfToGguf::new(&src, &opts)
+        .unwrap()
+        .write(out, &mut |_| {})
+        .unwrap();
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub struct ExportOptions {
     pub force: bool,
     /// A gate other than the profile's (stricter release policies, tests).
     pub gate: Option<crate::Gate>,
+    /// The HF `config.json` of an ONNX export source (`--config`).
+    pub config: Option<PathBuf>,
 }
 
 impl ExportOptions {
@@ -62,6 +64,7 @@ impl ExportOptions {
             zip: false,
             force: false,
             gate: None,
+            config: None,
         }
     }
 }
@@ -91,10 +94,12 @@ pub fn export_with_progress(
 ) -> Result<Exported> {
     let profile = opts.profile;
     let scheme = profile.scheme(opts.scheme.as_deref())?.to_owned();
-    let mut source_model = Model::open(src_path).map_err(|e| Error::Reference(e.to_string()))?;
+    let config = opts.config.as_deref();
+    let mut source_model =
+        Model::open_with_config(src_path, config).map_err(|e| Error::Reference(e.to_string()))?;
     source_model.release_pages(true);
     let spec = source_model.spec().clone();
-    let src = AnySource::open(src_path)?;
+    let src = AnySource::open_with_config(src_path, config)?;
     wharf_converters::atomic::ensure_not_input(out, &src.paths())?;
     let job = match container_of(profile, &scheme) {
         Container::Gguf => Job::Gguf(gguf::plan(
@@ -185,7 +190,7 @@ pub fn export_with_progress(
         source: Source {
             name,
             format: src.format().name().into(),
-            files: source_files(src_path)?,
+            files: source_files(src_path, &src.paths())?,
         },
         architecture: architecture_json(&spec),
         recipe: Recipe {
@@ -272,25 +277,31 @@ fn model_name(src: &Path) -> String {
     stem.map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Every regular file of the source folder (or the source file), hashed.
-fn source_files(src: &Path) -> Result<Vec<FileEntry>> {
-    let (dir, names): (PathBuf, Vec<String>) = if src.is_dir() {
+/// Every regular file of the source folder, or every file a single-file source was read from
+/// (an ONNX model's external data and config included), hashed.
+fn source_files(src: &Path, read: &[PathBuf]) -> Result<Vec<FileEntry>> {
+    let files: Vec<(String, PathBuf)> = if src.is_dir() {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(src).map_err(|e| io(src, e))? {
             let entry = entry.map_err(|e| io(src, e))?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
             if entry.file_type().map_err(|e| io(src, e))?.is_file() && !file_name.starts_with('.') {
-                names.push(file_name);
+                names.push((file_name, entry.path()));
             }
         }
-        (src.to_path_buf(), names)
+        names
     } else {
-        let parent = src.parent().unwrap_or(Path::new(".")).to_path_buf();
-        (parent, vec![model_name_with_ext(src)])
+        let parent = src.parent().unwrap_or(Path::new("."));
+        read.iter()
+            .map(|p| {
+                let shown = p.strip_prefix(parent).unwrap_or(p);
+                (shown.to_string_lossy().into_owned(), p.clone())
+            })
+            .collect()
     };
     let mut out = Vec::new();
-    for n in names {
-        let d = wharf_manifests::hash_file(&dir.join(&n))?;
+    for (n, p) in files {
+        let d = wharf_manifests::hash_file(&p)?;
         out.push(FileEntry {
             path: n,
             sha256: d.sha256,
@@ -299,11 +310,6 @@ fn source_files(src: &Path) -> Result<Vec<FileEntry>> {
     }
     out.sort();
     Ok(out)
-}
-
-fn model_name_with_ext(p: &Path) -> String {
-    p.file_name()
-        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {

@@ -89,16 +89,14 @@ impl std::fmt::Debug for FolderJob<'_> {
 
 /// Plans `src` (an HF folder) written with `scheme`.
 pub fn plan(src: &AnySource, scheme: FolderScheme) -> Result<FolderJob<'_>> {
-    let AnySource::Safetensors {
-        dir: Some(dir),
-        config: Some((config, _)),
-        ..
-    } = src
-    else {
+    let Some(input) = src.hf() else {
         return Err(Error::Unsupported(
-            "FP8, INT4 and MLX output need an HF folder with config.json".into(),
+            "FP8, INT4 and MLX output need an HF model: a folder with config.json, or an ONNX \
+             export with its config"
+                .into(),
         ));
     };
+    let (config, dir) = (input.config, input.dir.to_path_buf());
     let view = QuantizedView::new(src, Some(config))?;
     let kind = match scheme {
         FolderScheme::Fp8(s) => Kind::Fp8(plan_fp8(&view, config, s)?),
@@ -108,7 +106,7 @@ pub fn plan(src: &AnySource, scheme: FolderScheme) -> Result<FolderJob<'_>> {
     Ok(FolderJob {
         view,
         kind,
-        source_dir: dir.clone(),
+        source_dir: dir,
     })
 }
 

@@ -216,24 +216,20 @@ pub fn write(
 /// The converter's F32 plan for an HF folder (read through its logical view when it is
 /// quantized), or the tensors of a float GGUF as they are.
 fn base_plan(src: &AnySource) -> Result<(Kvs, Vec<Planned>, Option<QuantizedView<'_>>)> {
-    match src {
-        AnySource::Safetensors {
-            source,
-            dir: Some(dir),
-            config: Some((config, spec)),
-        } => {
-            let opts = GgufOptions {
-                out: OutType::F32,
-                pre: None,
-            };
-            let view = QuantizedView::new(source, Some(config))?;
-            if view.is_quantized() {
-                let p = plan_gguf_logical(source, &view, dir, config, spec, &opts)?;
-                return Ok((p.kvs, p.tensors, Some(view)));
-            }
-            let p = plan_gguf(source, dir, config, spec, &opts)?;
-            Ok((p.kvs, p.tensors, None))
+    if let Some(input) = src.hf() {
+        let opts = GgufOptions {
+            out: OutType::F32,
+            pre: None,
+        };
+        let view = QuantizedView::new(input.tensors, Some(input.config))?;
+        if view.is_quantized() {
+            let p = plan_gguf_logical(&input, &view, &opts)?;
+            return Ok((p.kvs, p.tensors, Some(view)));
         }
+        let p = plan_gguf(&input, &opts)?;
+        return Ok((p.kvs, p.tensors, None));
+    }
+    match src {
         AnySource::Gguf(g) => {
             let plan = g
                 .tensors()
@@ -254,7 +250,9 @@ fn base_plan(src: &AnySource) -> Result<(Kvs, Vec<Planned>, Option<QuantizedView
             Ok((g.kvs().to_vec(), plan, None))
         }
         _ => Err(Error::Unsupported(
-            "GGUF output needs an HF folder with config.json or a GGUF file".into(),
+            "GGUF output needs an HF model (a folder with config.json, or an ONNX export with \
+             its config) or a GGUF file"
+                .into(),
         )),
     }
 }

@@ -82,9 +82,13 @@ pub fn architecture(config: &Value) -> Result<Architecture> {
 
 /// Reads and validates `dir/config.json`.
 pub fn load_config(dir: &Path) -> Result<(Value, ModelSpec)> {
-    let path = dir.join("config.json");
-    let v = read_strict(&path)?;
-    let spec = parse_config(&v).map_err(|e| e.in_file(&path))?;
+    load_config_file(&dir.join("config.json"))
+}
+
+/// Reads and validates a config file given by path (an ONNX export's `--config`).
+pub fn load_config_file(path: &Path) -> Result<(Value, ModelSpec)> {
+    let v = read_strict(path)?;
+    let spec = parse_config(&v).map_err(|e| e.in_file(path))?;
     Ok((v, spec))
 }
 

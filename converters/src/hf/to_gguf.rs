@@ -16,8 +16,8 @@ use super::transforms::{kv_b_part, llama3_rope_factors, permute_rows};
 use super::vocab::tokenizer_kvs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::Value;
+use crate::open::HfInput;
 use crate::pipeline::Planned;
-use crate::safetensors::SafetensorsSource;
 
 /// Storage of the converted weights (`convert_hf_to_gguf.py --outtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,55 +159,37 @@ fn out_dtype(name: &str, rank: usize, src: DType, out: OutType) -> DType {
     }
 }
 
-/// Source tensor names in the order llama.cpp visits them: shard by shard, sorted by name.
-fn visit_order(src: &SafetensorsSource) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in src.files() {
-        let mut names: Vec<_> = f
-            .header()
-            .entries
-            .iter()
-            .map(|e| e.meta.name.clone())
-            .collect();
-        names.sort();
-        out.extend(names);
-    }
-    out
+/// Whether `name` is a tensor the mapping places (or deliberately skips) for `spec`.
+pub(crate) fn is_mapped(name: &str, spec: &ModelSpec) -> bool {
+    role(name, spec).is_ok()
 }
 
-/// Plans the GGUF for the HF folder `dir`.
-pub fn plan(
-    src: &SafetensorsSource,
-    dir: &Path,
-    config: &Json,
-    spec: &ModelSpec,
-    opts: &GgufOptions,
-) -> Result<GgufPlan> {
-    plan_logical(src, src, dir, config, spec, opts)
+/// Plans the GGUF for an HF model (folder, PyTorch folder, or renamed ONNX export).
+pub fn plan(input: &HfInput<'_>, opts: &GgufOptions) -> Result<GgufPlan> {
+    plan_logical(input, input.tensors, opts)
 }
 
-/// [`plan`] for a folder whose weights are read through `logical` (a
-/// [`crate::hf::storage::QuantizedView`] of `src` for FP8/INT4/MLX checkpoints): tensors are
-/// visited in `src`'s order, companions (scales, zero points) that `logical` hides are skipped,
-/// and the planned tensors are read from `logical`.
+/// [`plan`] for a model whose weights are read through `logical` (a
+/// [`crate::hf::storage::QuantizedView`] of the input for FP8/INT4/MLX checkpoints): tensors
+/// are visited in the input's order (llama.cpp's), companions (scales, zero points) that
+/// `logical` hides are skipped, and the planned tensors are read from `logical`.
 pub fn plan_logical(
-    src: &SafetensorsSource,
+    input: &HfInput<'_>,
     logical: &dyn TensorSource,
-    dir: &Path,
-    config: &Json,
-    spec: &ModelSpec,
     opts: &GgufOptions,
 ) -> Result<GgufPlan> {
+    let (dir, config, spec) = (input.dir, input.config, input.spec);
     let mut tensors = extra_tensors(spec);
     let mut experts: BTreeMap<u64, BTreeMap<(&'static str, u64), String>> = BTreeMap::new();
     let mut params = 0u64;
     let mut expert_params = 0u64;
-    for name in visit_order(src) {
-        let Some(meta) = logical.meta(&name).cloned() else {
+    for name in &input.order {
+        let name = name.as_str();
+        let Some(meta) = logical.meta(name).cloned() else {
             continue;
         };
         let numel = meta.numel()?;
-        let r = role(&name, spec)?;
+        let r = role(name, spec)?;
         if !matches!(r, Role::Skip) {
             params += numel;
         }
@@ -227,7 +209,7 @@ pub fn plan_logical(
             } => {
                 expert_params += numel;
                 let set = experts.entry(layer).or_default();
-                set.insert((proj, expert), name.clone());
+                set.insert((proj, expert), name.to_owned());
                 let n = spec.moe.as_ref().map_or(0, |m| m.n_routed_experts);
                 if set.len() as u64 == 3 * n {
                     let set = experts.remove(&layer).unwrap_or_default();
