@@ -9,12 +9,14 @@ import time
 import traceback
 from pathlib import Path
 
-from interop import bundles, convert, mlx_checks, quantize
+from interop import bundles, convert, mlx_checks, onnx_torch, quantize
 from interop.common import CheckFailed, Ctx
 
 CHECKS = [
     ("F32 GGUF in gguf-py and llama.cpp vs transformers", convert.check_f32),
     ("safetensors: sharded folder merged", convert.check_safetensors),
+    ("ONNX initializers vs onnx.numpy_helper", onnx_torch.check_numpy_helper),
+    ("ONNX (--config) and PyTorch sources as GGUF in llama.cpp", onnx_torch.check_gguf_in_llama_cpp),
     ("mlx-lm: wharf mlx4 vs mlx_lm.convert and mlx's forward pass", mlx_checks.check),
     ("bundles pi5/pi4 in llama.cpp", bundles.check_gguf_bundles),
     ("bundles apple-silicon in mlx-lm", bundles.check_apple),
