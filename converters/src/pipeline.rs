@@ -3,6 +3,8 @@
 //!
 //! Peak memory is one output tensor (plus its f32 form when it is transformed), never the model.
 
+use std::borrow::Cow;
+
 use wharf_core::cast::{decode_f32, encode_f32};
 use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
 
@@ -94,13 +96,20 @@ fn write_one(
         }
         return Ok(());
     }
-    let mut values = Vec::new();
-    for name in &p.from {
-        values.extend(read_f32(src, name)?);
-    }
-    if let Some(t) = &p.transform {
-        values = t(&values);
-    }
+    let values = match p.from.as_slice() {
+        [one] => values_of(src, one)?,
+        many => {
+            let mut v = Vec::new();
+            for name in many {
+                v.extend_from_slice(&values_of(src, name)?);
+            }
+            Cow::Owned(v)
+        }
+    };
+    let values = match &p.transform {
+        Some(t) => Cow::Owned(t(&values)),
+        None => values,
+    };
     let numel = p.meta.numel()? as usize;
     // An encoder may pack several values per stored element (MLX's U32 words); it checks the
     // lengths itself.
@@ -112,7 +121,6 @@ fn write_one(
             values.len()
         ))));
     }
-    let mut out = vec![0u8; p.meta.nbytes()? as usize];
     match encoder {
         Some(enc) if !wharf_core::cast::encodes_from_f32(p.meta.dtype) => {
             // RELIABILITY.md S17: a NaN or infinity would become a NaN scale that poisons a
@@ -123,14 +131,40 @@ fn write_one(
                     values.get(i).copied().unwrap_or(f32::NAN)
                 ))));
             }
+            let mut out = vec![0u8; p.meta.nbytes()? as usize];
             enc(&p.meta, &values, &mut out).map_err(|e| Error::new(ErrorKind::Unconvertible(e)))?;
+            for chunk in out.chunks(CHUNK) {
+                sink.write(&p.meta.name, chunk).map_err(from_core)?;
+            }
         }
-        _ => encode(p.meta.dtype, &values, &mut out)?,
-    }
-    for chunk in out.chunks(CHUNK) {
-        sink.write(&p.meta.name, chunk).map_err(from_core)?;
+        // Float storages encode element by element: a chunk at a time, so no second copy of a
+        // large tensor is ever held.
+        _ => {
+            let per_chunk = CHUNK / 4;
+            let mut out = Vec::new();
+            for vals in values.chunks(per_chunk) {
+                out.resize(p.meta.dtype.row_bytes(vals.len() as u64)? as usize, 0);
+                encode(p.meta.dtype, vals, &mut out)?;
+                sink.write(&p.meta.name, &out).map_err(from_core)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// One source tensor's values: borrowed straight from the mapped file when it is stored as
+/// aligned little-endian F32 (no copy of the largest tensor), decoded otherwise.
+fn values_of<'a>(src: &'a dyn TensorSource, name: &str) -> Result<Cow<'a, [f32]>> {
+    let meta = src.require(name).map_err(from_core)?;
+    if meta.dtype == DType::F32 && cfg!(target_endian = "little") {
+        let bytes = src.bytes(name).map_err(from_core)?;
+        if let Cow::Borrowed(b) = bytes
+            && let Ok(v) = bytemuck::try_cast_slice::<u8, f32>(b)
+        {
+            return Ok(Cow::Borrowed(v));
+        }
+    }
+    read_f32(src, name).map(Cow::Owned)
 }
 
 /// Decodes one source tensor to f32.
