@@ -36,17 +36,45 @@ pub(super) fn nearest_int(x: f32) -> i32 {
     (v.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
 }
 
-/// The element of largest magnitude (first one on ties) and its magnitude.
+/// C's `roundf` (halves away from zero), inline. On baseline x86-64 (SSE2, no rounding
+/// instruction) `f32::round` is an out-of-line libm call that cost Q8_0 a tenth of its time;
+/// below 2^23 truncation through `i32` and the exact fraction `x - t` decide the same way, and
+/// from 2^23 on every f32 is already an integer.
 #[inline]
-fn signed_abs_max(x: &[f32]) -> (f32, f32) {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
+pub(super) fn round_away(x: f32) -> f32 {
+    if x.is_nan() || x.abs() >= 8_388_608.0 {
+        return x;
+    }
+    // Branch-free: the compare results are added as 0/1, so the loop over a block vectorises.
+    let i = x as i32;
+    let f = x - i as f32;
+    let r = i + i32::from(f >= 0.5) - i32::from(f <= -0.5);
+    (r as f32).copysign(x)
+}
+
+/// The largest `|v|`. Maximum is exact, so lanes may be combined in any order: eight running
+/// maxima vectorise where C's one serial `MAX` chain cannot, with the same result for finite
+/// input (quantizers refuse non-finite values first).
+#[inline]
+pub(super) fn abs_max(x: &[f32]) -> f32 {
+    let pick = |a: f32, b: f32| if a > b { a } else { b };
+    let mut lanes = [0f32; 8];
+    let (chunks, rest) = x.as_chunks::<8>();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = pick(*m, v.abs());
         }
     }
-    (amax, max)
+    let tail = rest.iter().fold(0.0f32, |a, v| pick(a, v.abs()));
+    lanes.iter().fold(tail, |a, &m| pick(a, m))
+}
+
+/// The element of largest magnitude (first one on ties) and its magnitude.
+#[inline]
+pub(super) fn signed_abs_max(x: &[f32]) -> (f32, f32) {
+    let amax = abs_max(x);
+    let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
+    (amax, if amax > 0.0 { max } else { 0.0 })
 }
 
 /// `make_qx_quants` with `rmse_type == 1`: symmetric quants in `[0, 2 * nmax)` (stored with
@@ -58,13 +86,25 @@ pub(super) fn make_qx_quants(nmax: i32, x: &[f32], out: &mut [i8], qw: Option<&[
         out.fill(0);
         return 0.0;
     }
-    let weight = |i: usize| qw.map_or(x[i] * x[i], |q| q[i]);
+    let n = x.len().min(32);
+    let x = &x[..n];
+    let mut wbuf = [0f32; 32];
+    let weights = &mut wbuf[..n];
+    match qw {
+        Some(q) => weights.copy_from_slice(&q[..n]),
+        None => weights.iter_mut().zip(x).for_each(|(w, &v)| *w = v * v),
+    }
+    let weights = &*weights;
     let quant = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    // The quants first (independent, so vectorised), then the two sums in C's order.
     let sums = |iscale: f32| {
+        let mut lbuf = [0f32; 32];
+        let ls = &mut lbuf[..n];
+        ls.iter_mut()
+            .zip(x)
+            .for_each(|(l, &v)| *l = quant(iscale, v) as f32);
         let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-        for (i, &v) in x.iter().enumerate() {
-            let l = quant(iscale, v) as f32;
-            let w = weight(i);
+        for ((&l, &v), &w) in ls.iter().zip(x).zip(weights) {
             sumlx += w * v * l;
             suml2 += w * l * l;
         }
@@ -156,11 +196,16 @@ pub(super) struct QkxParams {
 /// Weighted error of `scale * l + min` against `x`.
 #[inline]
 fn qkx_error(p: &QkxParams, x: &[f32], w: &[f32], l: &[u8], scale: f32, min: f32) -> f32 {
+    let n = x.len().min(32);
+    let mut dbuf = [0f32; 32];
+    let diffs = &mut dbuf[..n];
+    for ((d, &q), &v) in diffs.iter_mut().zip(l).zip(x) {
+        let diff = scale * f32::from(q) + min - v;
+        *d = if p.use_mad { diff.abs() } else { diff * diff };
+    }
     let mut err = 0.0f32;
-    for i in 0..x.len() {
-        let diff = scale * f32::from(l[i]) + min - x[i];
-        let diff = if p.use_mad { diff.abs() } else { diff * diff };
-        err += w[i] * diff;
+    for (&d, &w) in diffs.iter().zip(w) {
+        err += w * d;
     }
     err
 }
@@ -201,13 +246,15 @@ pub(super) fn make_qkx_quants(p: &QkxParams, x: &[f32], w: &[f32], l: &mut [u8])
     for is in 0..=p.nstep {
         // `min` moves when a candidate wins, and later candidates start from it (as in C).
         let iscale = (p.rmin + p.rdelta * is as f32 + p.nmax as f32) / (max - min);
+        for (a, &v) in aux.iter_mut().zip(x) {
+            *a = quant(iscale, v, min);
+        }
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
-        for i in 0..n {
-            aux[i] = quant(iscale, x[i], min);
-            let q = f32::from(aux[i]);
-            sum_l += w[i] * q;
-            sum_l2 += w[i] * q * q;
-            sum_xl += w[i] * q * x[i];
+        for ((&a, &v), &w) in aux.iter().zip(x).zip(w) {
+            let q = f32::from(a);
+            sum_l += w * q;
+            sum_l2 += w * q * q;
+            sum_xl += w * q * v;
         }
         let d = sum_w * sum_l2 - sum_l * sum_l;
         if d > 0.0 {
@@ -268,6 +315,67 @@ pub(super) fn pack_2bit(l: &[u8; 256], qs: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abs_max_matches_the_serial_scan() {
+        let mut state = 0x9e37_79b9_u32;
+        for n in [1usize, 7, 8, 16, 31, 32, 33] {
+            for _ in 0..200 {
+                let x: Vec<f32> = (0..n)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 17;
+                        state ^= state << 5;
+                        // Small integers make ties (and +-x pairs) common.
+                        (state % 9) as f32 - 4.0
+                    })
+                    .collect();
+                let (mut amax, mut max) = (0.0f32, 0.0f32);
+                for &v in &x {
+                    if v.abs() > amax {
+                        amax = v.abs();
+                        max = v;
+                    }
+                }
+                assert_eq!(signed_abs_max(&x), (amax, max), "{x:?}");
+                assert_eq!(abs_max(&x), amax);
+            }
+        }
+    }
+
+    #[test]
+    fn round_away_is_roundf() {
+        let mut xs = vec![
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.499_999_97,
+            -0.499_999_97,
+            127.5,
+            -127.5,
+            126.99,
+            8_388_607.5,
+            8_388_608.0,
+            1e30,
+            -1e30,
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+        ];
+        let mut state = 0x2545_f491_u32;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            xs.push(f32::from_bits(state) % 300.0);
+            xs.push((state % 4000) as f32 / 8.0 - 250.0);
+        }
+        for x in xs.into_iter().filter(|x| x.is_finite()) {
+            assert_eq!(round_away(x).to_bits(), x.round().to_bits(), "{x}");
+        }
+    }
 
     #[test]
     fn nearest_int_rounds_half_to_even() {

@@ -6,7 +6,7 @@
 //! `quantize_row_q4_0_impl`.
 
 use super::imatrix_util::{row_blocks, weights};
-use super::kquant_util::{get_f16, make_qx_quants, put_f16};
+use super::kquant_util::{get_f16, make_qx_quants, put_f16, signed_abs_max};
 
 const QK: usize = 32;
 const BYTES: usize = 18;
@@ -16,20 +16,8 @@ pub(super) fn quantize_row(x: &[f32], imatrix: Option<&[f32]>, y: &mut [u8]) {
     row_blocks::<QK, BYTES>(x, imatrix, y, quantize_block, quantize_block_weighted);
 }
 
-/// Value of largest magnitude (the first on ties), with its sign.
-fn signed_max(x: &[f32]) -> f32 {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    max
-}
-
 fn quantize_block(x: &[f32; QK], y: &mut [u8; BYTES]) {
-    let d = signed_max(x) / -8.0;
+    let d = signed_abs_max(x).1 / -8.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(&mut y[..2], d);
     let q = |v: f32| ((v * id + 8.5) as i32).min(15) as u8;

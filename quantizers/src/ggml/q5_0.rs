@@ -6,7 +6,7 @@
 //! `quantize_row_q5_0_impl`.
 
 use super::imatrix_util::{row_blocks, weights};
-use super::kquant_util::{get_f16, make_qx_quants, put_f16};
+use super::kquant_util::{get_f16, make_qx_quants, put_f16, signed_abs_max};
 
 const QK: usize = 32;
 const BYTES: usize = 22;
@@ -41,14 +41,7 @@ pub(super) fn unpack5(y: &[u8], at: usize) -> [u8; QK] {
 }
 
 fn quantize_block(x: &[f32; QK], y: &mut [u8; BYTES]) {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    let d = max / -16.0;
+    let d = signed_abs_max(x).1 / -16.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(&mut y[..2], d);
     let l: [u8; QK] = std::array::from_fn(|j| ((x[j] * id + 16.5) as i32).min(31) as u8);

@@ -4,7 +4,7 @@
 //! quantizer: ggml/src/ggml-quants.c `quantize_row_q8_0_ref`; `quantize_q8_0` ignores an
 //! importance matrix, and so does this codec.
 
-use super::kquant_util::{get_f16, put_f16};
+use super::kquant_util::{abs_max, get_f16, put_f16, round_away};
 
 const QK: usize = 32;
 const BYTES: usize = 34;
@@ -19,14 +19,12 @@ pub(super) fn quantize_row(x: &[f32], _imatrix: Option<&[f32]>, y: &mut [u8]) {
 }
 
 fn quantize_block(x: &[f32; QK], y: &mut [u8; BYTES]) {
-    let amax = x
-        .iter()
-        .fold(0.0f32, |a, v| if a > v.abs() { a } else { v.abs() });
+    let amax = abs_max(x);
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(&mut y[..2], d);
     for (q, &v) in y[2..].iter_mut().zip(x) {
-        *q = (v * id).round() as i8 as u8;
+        *q = round_away(v * id) as i8 as u8;
     }
 }
 
