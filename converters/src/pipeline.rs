@@ -69,19 +69,26 @@ pub fn run_with(
     progress: &mut dyn FnMut(usize),
     encoder: Option<Encoder<'_>>,
 ) -> Result<()> {
+    let mut last = None;
     for (i, p) in plan.iter().enumerate() {
-        write_one(src, p, sink, encoder).map_err(|e| e.in_tensor(&p.meta.name))?;
+        write_one(src, p, sink, encoder, &mut last).map_err(|e| e.in_tensor(&p.meta.name))?;
         p.from.iter().for_each(|n| src.release(n));
         progress(i);
     }
     Ok(())
 }
 
-fn write_one(
-    src: &dyn TensorSource,
-    p: &Planned,
+/// The source values of the previous output tensor: an FP8 weight and its scales, or an MLX
+/// weight, its biases and scales, are planned one after another from the same source, which is
+/// then decoded once.
+type Last<'s, 'p> = Option<(&'p [String], Cow<'s, [f32]>)>;
+
+fn write_one<'s, 'p>(
+    src: &'s dyn TensorSource,
+    p: &'p Planned,
     sink: &mut dyn TensorSink,
     encoder: Option<Encoder<'_>>,
+    last: &mut Last<'s, 'p>,
 ) -> Result<()> {
     let raw = p.transform.is_none()
         && p.from.len() == 1
@@ -96,20 +103,15 @@ fn write_one(
         }
         return Ok(());
     }
-    let values = match p.from.as_slice() {
-        [one] => values_of(src, one)?,
-        many => {
-            let mut v = Vec::new();
-            for name in many {
-                v.extend_from_slice(&values_of(src, name)?);
-            }
-            Cow::Owned(v)
-        }
+    let same = matches!(last, Some((from, _)) if *from == p.from.as_slice());
+    // Drop values that will not be reused before decoding new ones (peak = one tensor).
+    let kept = last.take().filter(|_| same).map(|(_, v)| v);
+    let source = match kept {
+        Some(v) => v,
+        None => source_values(src, &p.from)?,
     };
-    let values = match &p.transform {
-        Some(t) => Cow::Owned(t(&values)),
-        None => values,
-    };
+    let transformed = p.transform.as_ref().map(|t| t(&source));
+    let values: &[f32] = transformed.as_deref().unwrap_or(&source);
     let numel = p.meta.numel()? as usize;
     // An encoder may pack several values per stored element (MLX's U32 words); it checks the
     // lengths itself.
@@ -132,7 +134,7 @@ fn write_one(
                 ))));
             }
             let mut out = vec![0u8; p.meta.nbytes()? as usize];
-            enc(&p.meta, &values, &mut out).map_err(|e| Error::new(ErrorKind::Unconvertible(e)))?;
+            enc(&p.meta, values, &mut out).map_err(|e| Error::new(ErrorKind::Unconvertible(e)))?;
             for chunk in out.chunks(CHUNK) {
                 sink.write(&p.meta.name, chunk).map_err(from_core)?;
             }
@@ -149,7 +151,22 @@ fn write_one(
             }
         }
     }
+    *last = Some((&p.from, source));
     Ok(())
+}
+
+/// The concatenated values of `from`.
+fn source_values<'s>(src: &'s dyn TensorSource, from: &[String]) -> Result<Cow<'s, [f32]>> {
+    match from {
+        [one] => values_of(src, one),
+        many => {
+            let mut v = Vec::new();
+            for name in many {
+                v.extend_from_slice(&values_of(src, name)?);
+            }
+            Ok(Cow::Owned(v))
+        }
+    }
 }
 
 /// One source tensor's values: borrowed straight from the mapped file when it is stored as

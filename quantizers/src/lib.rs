@@ -16,5 +16,6 @@ pub mod fp8;
 pub mod ggml;
 pub mod int4;
 pub mod mlx;
+mod reduce;
 
 pub use error::{QuantError, Result};

@@ -11,7 +11,8 @@
 //! additionally leaves Linears whose dimensions are not whole 128-blocks in BF16 (the reference
 //! keeps `kv_a_proj_with_mqa` [192, 256] that way).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use wharf_core::{DType, TensorMeta, TensorSource};
@@ -65,7 +66,12 @@ pub struct Fp8Plan {
     /// config.json for the output.
     pub config: Value,
     jobs: BTreeMap<String, Job>,
+    /// Scales computed with each weight's codes, taken by the scale tensor planned right after
+    /// it, so a weight is quantized once.
+    scales: ScaleCache,
 }
+
+type ScaleCache = Arc<Mutex<HashMap<String, Vec<f32>>>>;
 
 impl std::fmt::Debug for Fp8Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +93,10 @@ impl Fp8Plan {
             .jobs
             .get(&meta.name)
             .ok_or_else(|| format!("no FP8 job for `{}`", meta.name))?;
-        let (codes, _) = job.run(v)?;
+        let (codes, scales) = job.run(v)?;
+        if let Ok(mut cache) = self.scales.lock() {
+            cache.insert(meta.name.clone(), scales);
+        }
         if codes.len() != out.len() {
             return Err(format!("{} codes for {} bytes", codes.len(), out.len()));
         }
@@ -120,6 +129,7 @@ fn dense_dtype(scheme: Fp8Scheme, m: &TensorMeta) -> DType {
 pub fn plan_fp8(src: &dyn TensorSource, config: &Value, scheme: Fp8Scheme) -> Result<Fp8Plan> {
     let mut tensors = Vec::new();
     let mut jobs = BTreeMap::new();
+    let scales = ScaleCache::default();
     for m in src.tensors() {
         if !quantizes(scheme, m) {
             let out = TensorMeta::new(m.name.clone(), dense_dtype(scheme, m), m.shape.clone());
@@ -158,11 +168,13 @@ pub fn plan_fp8(src: &dyn TensorSource, config: &Value, scheme: Fp8Scheme) -> Re
             TensorMeta::new(m.name.clone(), DType::F8E4M3, m.shape.clone()),
             m.name.clone(),
         ));
+        let (cache, weight) = (Arc::clone(&scales), m.name.clone());
         tensors.push(Planned {
             meta: TensorMeta::new(scale_name, scale_dtype, scale_shape),
             from: vec![m.name.clone()],
             transform: Some(Box::new(move |v: &[f32]| {
-                job.run(v).map(|(_, s)| s).unwrap_or_default()
+                let cached = cache.lock().ok().and_then(|mut c| c.remove(&weight));
+                cached.unwrap_or_else(|| job.run(v).map(|(_, s)| s).unwrap_or_default())
             })),
         });
     }
@@ -176,6 +188,7 @@ pub fn plan_fp8(src: &dyn TensorSource, config: &Value, scheme: Fp8Scheme) -> Re
         tensors,
         config,
         jobs,
+        scales,
     })
 }
 

@@ -8,11 +8,12 @@
 //! the router `mlp.gate` is a plain module, not a Linear, so it stays dense). Layout of each
 //! quantized tensor: `design/FORMATS.md` b5.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use wharf_core::{DType, TensorMeta, TensorSource};
-use wharf_quantizers::mlx::{self, MlxParams};
+use wharf_quantizers::mlx::{self, MlxParams, MlxQuantized};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::{Planned, Transform};
@@ -38,6 +39,25 @@ pub struct MlxPlan {
     /// Logical parameter count (`total_parameters` of the index).
     pub parameters: u64,
     params: MlxParams,
+    /// One quantization per weight, shared by its `biases`, `scales` and packed `weight`
+    /// (written in that order), keyed by the weight's base name.
+    cache: QuantCache,
+}
+
+type QuantCache = Arc<Mutex<HashMap<String, MlxQuantized>>>;
+
+/// The quantization of `base` (values `v`), computed by the first of its three tensors.
+fn with_cached<T>(
+    cache: &QuantCache,
+    base: &str,
+    compute: impl FnOnce() -> Option<MlxQuantized>,
+    take: impl FnOnce(&mut MlxQuantized) -> T,
+) -> Option<T> {
+    let mut c = cache.lock().ok()?;
+    if !c.contains_key(base) {
+        c.insert(base.to_owned(), compute()?);
+    }
+    c.get_mut(base).map(take)
 }
 
 impl std::fmt::Debug for MlxPlan {
@@ -56,7 +76,13 @@ impl MlxPlan {
         v: &[f32],
         out: &mut [u8],
     ) -> std::result::Result<(), String> {
-        let q = mlx::quantize(v, self.params, DType::F32).map_err(|e| e.to_string())?;
+        let base = meta.name.strip_suffix(".weight").unwrap_or(&meta.name);
+        let cached = self.cache.lock().ok().and_then(|mut c| c.remove(base));
+        let q = match cached {
+            Some(q) => q,
+            // Codes do not depend on the scales' storage dtype.
+            None => mlx::quantize(v, self.params, DType::F32).map_err(|e| e.to_string())?,
+        };
         if q.weight.len() * 4 != out.len() {
             return Err(format!(
                 "`{}`: {} words for {} bytes",
@@ -205,23 +231,29 @@ fn quantizes(l: &Logical, params: MlxParams) -> bool {
 
 fn transform(
     relayout: Option<Relayout>,
-    then: impl Fn(Vec<f32>) -> Vec<f32> + Send + Sync + 'static,
+    then: impl Fn(&[f32]) -> Vec<f32> + Send + Sync + 'static,
 ) -> Transform {
     Box::new(move |v: &[f32]| match &relayout {
-        Some(r) => then(r(v)),
-        None => then(v.to_vec()),
+        Some(r) => then(&r(v)),
+        None => then(v),
     })
+}
+
+/// Only the relayout (a plain copy never needs a transform).
+fn relayout_only(relayout: Option<Relayout>) -> Option<Transform> {
+    relayout.map(|r| Box::new(move |v: &[f32]| r(v)) as Transform)
 }
 
 /// Plans an MLX folder from `src` (a logical view; quantized inputs already dequantized).
 pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Result<MlxPlan> {
     let mut tensors = Vec::new();
     let mut parameters = 0u64;
+    let cache = QuantCache::default();
     for l in logical_weights(src, config)? {
         parameters += l.shape.iter().product::<u64>();
         if !quantizes(&l, params) {
             let meta = TensorMeta::new(l.name.clone(), l.dtype, l.shape.clone());
-            let t = l.relayout.map(|r| transform(Some(r), |v| v));
+            let t = relayout_only(l.relayout);
             tensors.push(Planned {
                 meta,
                 from: l.from,
@@ -236,11 +268,15 @@ pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Re
         packed.push(cols * u64::from(params.bits()) / 32);
         grouped.push(cols / params.group() as u64);
         let sd = l.dtype;
-        let part = move |scales: bool| {
-            move |v: Vec<f32>| match mlx::quantize(&v, params, sd) {
-                Ok(q) if scales => q.scales,
-                Ok(q) => q.biases,
-                Err(_) => Vec::new(),
+        let part = |scales: bool| {
+            let (cache, base) = (Arc::clone(&cache), base.clone());
+            move |v: &[f32]| {
+                let compute = || mlx::quantize(v, params, sd).ok();
+                let take = |q: &mut MlxQuantized| match scales {
+                    true => std::mem::take(&mut q.scales),
+                    false => std::mem::take(&mut q.biases),
+                };
+                with_cached(&cache, &base, compute, take).unwrap_or_default()
             }
         };
         tensors.push(Planned {
@@ -256,7 +292,7 @@ pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Re
         tensors.push(Planned {
             meta: TensorMeta::new(l.name, DType::U32, packed),
             from: l.from,
-            transform: l.relayout.map(|r| transform(Some(r), |v| v)),
+            transform: relayout_only(l.relayout),
         });
     }
     tensors.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
@@ -265,6 +301,7 @@ pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Re
         config: output_config(config, params),
         parameters,
         params,
+        cache,
     })
 }
 

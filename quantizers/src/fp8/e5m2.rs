@@ -21,6 +21,7 @@ pub const MAX: f32 = 57344.0;
 pub static DECODE: [f32; 256] = SPEC.table();
 
 /// Encodes one value: round to nearest even, saturate to ±57344, NaN to `0x7F | sign`.
+#[inline]
 pub fn encode(x: f32) -> u8 {
     SPEC.encode(x)
 }

@@ -32,6 +32,7 @@ impl Spec {
     }
 
     /// Encodes one f32, rounding to nearest even and saturating to `±max`.
+    #[inline]
     pub(super) fn encode(self, x: f32) -> u8 {
         let bits = x.to_bits();
         let sign = if bits >> 31 == 1 { 0x80 } else { 0 };
@@ -48,6 +49,7 @@ impl Spec {
     }
 
     /// Magnitude code of a value at or above the smallest normal, saturated to `max_code`.
+    #[inline]
     fn encode_normal(self, abs: u32) -> u8 {
         // Re-bias the exponent (no wrap: `abs` is at least the smallest normal), then round
         // the dropped mantissa bits to nearest even; a carry moves into the exponent.

@@ -73,6 +73,7 @@ impl Fp8Format {
     }
 
     /// Encodes one value (round to nearest even, saturating, NaN kept).
+    #[inline]
     pub fn encode(self, x: f32) -> u8 {
         match self {
             Self::E4M3 => e4m3::encode(x),

@@ -59,6 +59,7 @@ impl Fp8Options {
     }
 
     /// Rounds `x` to the compute dtype (round to nearest even).
+    #[inline]
     pub(super) fn round(&self, x: f32) -> f32 {
         round_to(self.compute, x)
     }
@@ -85,12 +86,14 @@ impl Fp8Options {
     }
 
     /// The code of `w` under `scale`.
+    #[inline]
     pub(super) fn quantize(&self, w: f32, scale: f32) -> u8 {
         self.format.encode(self.round(w / scale))
     }
 }
 
 /// `x` rounded to nearest even in `dtype` (BF16 or F16) and widened back; other dtypes keep `x`.
+#[inline]
 pub(crate) fn round_to(dtype: DType, x: f32) -> f32 {
     match dtype {
         DType::BF16 => bf16_bits_to_f32(f32_to_bf16_bits(x)),
@@ -99,9 +102,9 @@ pub(crate) fn round_to(dtype: DType, x: f32) -> f32 {
     }
 }
 
-/// Largest magnitude in `xs` (0 for an empty slice).
+/// Largest magnitude in `xs` (0 for an empty slice; callers check finiteness first).
 pub(super) fn amax(xs: &[f32]) -> f32 {
-    xs.iter().fold(0.0, |m, x| m.max(x.abs()))
+    crate::reduce::abs_max(xs)
 }
 
 /// Errors on the first NaN or infinity.

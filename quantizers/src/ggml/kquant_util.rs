@@ -52,27 +52,10 @@ pub(super) fn round_away(x: f32) -> f32 {
     (r as f32).copysign(x)
 }
 
-/// The largest `|v|`. Maximum is exact, so lanes may be combined in any order: eight running
-/// maxima vectorise where C's one serial `MAX` chain cannot, with the same result for finite
-/// input (quantizers refuse non-finite values first).
-#[inline]
-pub(super) fn abs_max(x: &[f32]) -> f32 {
-    let pick = |a: f32, b: f32| if a > b { a } else { b };
-    let mut lanes = [0f32; 8];
-    let (chunks, rest) = x.as_chunks::<8>();
-    for c in chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = pick(*m, v.abs());
-        }
-    }
-    let tail = rest.iter().fold(0.0f32, |a, v| pick(a, v.abs()));
-    lanes.iter().fold(tail, |a, &m| pick(a, m))
-}
-
 /// The element of largest magnitude (first one on ties) and its magnitude.
 #[inline]
 pub(super) fn signed_abs_max(x: &[f32]) -> (f32, f32) {
-    let amax = abs_max(x);
+    let amax = crate::reduce::abs_max(x);
     let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
     (amax, if amax > 0.0 { max } else { 0.0 })
 }
@@ -338,7 +321,7 @@ mod tests {
                     }
                 }
                 assert_eq!(signed_abs_max(&x), (amax, max), "{x:?}");
-                assert_eq!(abs_max(&x), amax);
+                assert_eq!(crate::reduce::abs_max(&x), amax);
             }
         }
     }

@@ -4,7 +4,8 @@
 //! quantizer: ggml/src/ggml-quants.c `quantize_row_q8_0_ref`; `quantize_q8_0` ignores an
 //! importance matrix, and so does this codec.
 
-use super::kquant_util::{abs_max, get_f16, put_f16, round_away};
+use super::kquant_util::{get_f16, put_f16, round_away};
+use crate::reduce::abs_max;
 
 const QK: usize = 32;
 const BYTES: usize = 34;
