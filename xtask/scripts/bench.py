@@ -289,6 +289,7 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--size-gb", type=float, default=1.0)
+    p.add_argument("--only", help="comma-separated section numbers to run (default: all)")
     args = p.parse_args()
     if args.size_gb == int(args.size_gb):
         args.size_gb = int(args.size_gb)
@@ -297,8 +298,11 @@ def main():
     b.note_load("start")
     b.setup()
     failed = []
-    for n, step in [(2, b.quantize), (3, b.infer), (4, b.fp8_mlx), (5, b.export), (1, b.hashing),
-                    (6, b.convert)]:
+    only = {int(n) for n in args.only.split(",")} if args.only else None
+    steps = [(2, b.quantize), (3, b.infer), (4, b.fp8_mlx), (5, b.export), (1, b.hashing), (6, b.convert)]
+    for n, step in steps:
+        if only is not None and n not in only:
+            continue
         try:
             step()
         except Fail as e:

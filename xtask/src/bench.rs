@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--size-gb N]`: wharf's throughput and peak RSS as ratios against
+//! `cargo xtask bench [--quick] [--size-gb N] [--only 2,6]`: wharf's throughput and peak RSS as ratios against
 //! reference tools run side by side on generated inputs (`xtask/scripts/bench.py`).
 //!
 //! Builds the release `wharf`, reuses the interop venv (`target/interop-venv`, llama-cpp-python
@@ -7,7 +7,8 @@
 //! the reference forward pass (vs llama.cpp, 2 threads), 4 FP8-block / MLX quantization (vs `cat`
 //! and a memory-bandwidth probe), 5 export to pi5 and h800 (peak RSS, hashing share).
 //! `--quick` uses only the SmolLM2-135M-shaped model (a few minutes); otherwise sections 4 and 5
-//! also run on a generated llama folder of about N GB BF16 (default 1). Not part of `ci`.
+//! also run on a generated llama folder of about N GB BF16 (default 1); `--only` runs the listed
+//! sections (6 is the streaming HF -> GGUF convert). Not part of `ci`.
 
 use std::process::Command;
 
@@ -18,6 +19,7 @@ use crate::{cargo, root, run, venv};
 pub fn bench(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut size_gb = String::from("1");
+    let mut only = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -26,9 +28,15 @@ pub fn bench(args: &[String]) -> Result<()> {
                 Some((s, Ok(n))) if n > 0.0 => size_gb.clone_from(s),
                 _ => bail!("--size-gb needs a positive number"),
             },
-            other => {
-                bail!("unknown bench argument {other:?} (usage: bench [--quick] [--size-gb N])")
-            }
+            "--only" => match it.next() {
+                Some(s) if s.split(',').all(|n| matches!(n, "1" | "2" | "3" | "4" | "5" | "6")) => {
+                    only = Some(s.clone());
+                }
+                _ => bail!("--only needs section numbers 1-6, comma-separated"),
+            },
+            other => bail!(
+                "unknown bench argument {other:?} (usage: bench [--quick] [--size-gb N] [--only 2,6])"
+            ),
         }
     }
     run(cargo().args(["build", "--release", "--locked", "-p", "wharf-cli"]))?;
@@ -43,6 +51,9 @@ pub fn bench(args: &[String]) -> Result<()> {
         .args(["--size-gb", &size_gb]);
     if quick {
         cmd.arg("--quick");
+    }
+    if let Some(o) = only {
+        cmd.args(["--only", &o]);
     }
     run(&mut cmd)
 }
