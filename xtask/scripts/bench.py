@@ -23,7 +23,7 @@ from bench import gen  # noqa: E402
 from bench.run import Fail, gb, loadavg, log, mib, table, timed  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-MIXES = ["Q8_0", "Q4_0", "Q4_K_M"]
+MIXES = ["Q8_0", "Q4_0", "Q4_K_M", "Q6_K"]
 WENV = {"RAYON_NUM_THREADS": "2"}
 
 
