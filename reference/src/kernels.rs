@@ -1,41 +1,21 @@
 //! The numeric kernels: row-block matrix products over [`Weights`], RMSNorm, SiLU, softmax.
 //!
 //! Determinism: every output element is one dot product computed by one task in a fixed order
-//! (eight interleaved partial sums, then a fixed pairwise fold), so results do not depend on the
-//! number of threads. The inner loop is plain slices of equal length, which the compiler
-//! vectorises on x86-64 and aarch64 without target-specific code.
+//! ([`qdot::LANES`] interleaved partial sums, then a fixed pairwise fold), so results do not
+//! depend on the number of threads, nor on the CPU features [`qdot`] dispatches on.
 
 use rayon::prelude::*;
 
+use crate::qdot;
 use crate::weights::Weights;
 use crate::{Error, Result};
 
 /// f32 values decoded per task: big enough to amortise the call, small enough for L2.
 const BLOCK_ELEMS: usize = 32 * 1024;
 
-/// `x · y` with eight lanes summed in a fixed order.
+/// `x · y` over the shorter length, with [`qdot::LANES`] lanes summed in a fixed order.
 pub fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &y[..n]);
-    let mut acc = [0f32; 8];
-    let (xc, xr) = x.as_chunks::<8>();
-    let (yc, yr) = y.as_chunks::<8>();
-    for (a, b) in xc.iter().zip(yc) {
-        for l in 0..8 {
-            acc[l] += a[l] * b[l];
-        }
-    }
-    let mut tail = 0f32;
-    for (a, b) in xr.iter().zip(yr) {
-        tail += a * b;
-    }
-    let s = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (s[0] + s[2]) + (s[1] + s[3]) + tail
+    qdot::dense(x, y)
 }
 
 /// `y[t, o] = Σ_i x[t, i] · W[o, i]` for the `n` rows of `x`; `y` is `[n, out]` row-major.
