@@ -29,13 +29,22 @@ impl Rng {
     }
 }
 
-const TYPES: [DType; 5] = [DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4K, DType::Q6K];
+const TYPES: [DType; 8] = [
+    DType::F32,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q4K,
+    DType::Q6K,
+];
 
 /// Byte offsets of a block's f16 scales.
 fn f16_fields(dtype: DType) -> &'static [usize] {
     match dtype {
-        DType::Q8_0 | DType::Q4_0 => &[0],
-        DType::Q4K => &[0, 2],
+        DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4K => &[0, 2],
         DType::Q6K => &[208],
         _ => &[],
     }
@@ -107,9 +116,12 @@ fn f32_rows_of_any_length() {
 #[test]
 fn dispatched_equals_baseline_build() {
     type Pair = (DType, fn(&[u8], &[f32]) -> f32, fn(&[u8], &[f32]) -> f32);
-    let pairs: [Pair; 4] = [
+    let pairs: [Pair; 7] = [
         (DType::Q8_0, legacy::q8_0, legacy::q8_0_body),
         (DType::Q4_0, legacy::q4_0, legacy::q4_0_body),
+        (DType::Q4_1, legacy::q4_1, legacy::q4_1_body),
+        (DType::Q5_0, legacy::q5_0, legacy::q5_0_body),
+        (DType::Q5_1, legacy::q5_1, legacy::q5_1_body),
         (DType::Q4K, kquants::q4_k, kquants::q4_k_body),
         (DType::Q6K, kquants::q6_k, kquants::q6_k_body),
     ];
