@@ -22,6 +22,7 @@ pub mod metrics;
 mod model;
 pub mod moe;
 pub mod npy;
+pub mod qdot;
 pub mod rope;
 mod spm;
 mod tokenizer;

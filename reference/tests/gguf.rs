@@ -12,6 +12,7 @@ use wharf_converters::AnySource;
 use wharf_converters::gguf::{GgufFile, GgufWriter};
 use wharf_converters::hf::{GgufOptions, HfToGguf, OutType};
 use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
+use wharf_reference::kernels::{dot, matmul};
 use wharf_reference::{Model, npy};
 
 fn data() -> PathBuf {
@@ -50,12 +51,68 @@ fn convert_f32(model: &str, out: &Path) {
         .unwrap();
 }
 
+/// Every matrix of `model` gives, for one token, the bits of decoding each row to f32 and
+/// taking `kernels::dot`, whether `matmul` read the stored rows in place (`Weights::stored_rows`)
+/// or not; returns how many weights were read in place.
+fn fused_equals_decoded(model: &Model) -> usize {
+    let w = model.weights();
+    let spec = model.spec();
+    let mut names = vec!["lm_head.weight".to_owned()];
+    for l in 0..spec.num_layers {
+        let p = format!("model.layers.{l}");
+        for t in [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "q_a_proj",
+            "q_b_proj",
+            "kv_b_proj",
+        ] {
+            names.push(format!("{p}.self_attn.{t}.weight"));
+        }
+        names.push(format!("{p}.self_attn.kv_a_proj_with_mqa.weight"));
+        for t in ["gate_proj", "up_proj", "down_proj"] {
+            names.push(format!("{p}.mlp.{t}.weight"));
+            names.push(format!("{p}.mlp.shared_experts.{t}.weight"));
+            let experts = spec.moe.as_ref().map_or(0, |m| m.n_routed_experts);
+            for e in 0..experts {
+                names.push(format!("{p}.mlp.experts.{e}.{t}.weight"));
+            }
+        }
+    }
+    let mut fused = 0;
+    for name in &names {
+        let Some([rows, cols]) = w.shape(name) else {
+            continue;
+        };
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 700.0)
+            .collect();
+        let mut dense = vec![0f32; rows * cols];
+        w.read_rows(name, 0, &mut dense).unwrap();
+        let want: Vec<u32> = dense
+            .chunks_exact(cols)
+            .map(|row| dot(row, &x).to_bits())
+            .collect();
+        let got: Vec<u32> = matmul(w, name, &x, 1)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(got, want, "{name}");
+        fused += usize::from(w.stored_rows(name).is_some());
+    }
+    fused
+}
+
 fn converted_matches_hf(model: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.gguf");
     convert_f32(model, &path);
     let hf = Model::open(&data().join("models").join(model)).unwrap();
     let gguf = Model::open(&path).unwrap();
+    assert!(fused_equals_decoded(&gguf) > 0, "{model}");
     let (a, b) = (hf.logits(&ids()).unwrap(), gguf.logits(&ids()).unwrap());
     let d = max_diff(&a.data, &b.data);
     eprintln!("{model}: HF vs wharf F32 GGUF max abs diff {d:.3e}");
@@ -141,7 +198,9 @@ fn llamacpp_quant(file: &str, golden: &str, tol: f32) {
     let tmp = tempfile::tempdir().unwrap();
     let deq = tmp.path().join("deq.gguf");
     dequantized_copy(&path, &deq);
-    let q = Model::open(&path).unwrap().logits(&ids()).unwrap();
+    let model = Model::open(&path).unwrap();
+    assert!(fused_equals_decoded(&model) > 0, "{file}");
+    let q = model.logits(&ids()).unwrap();
     let d = Model::open(&deq).unwrap().logits(&ids()).unwrap();
     let same = max_diff(&q.data, &d.data);
     let vs_golden = rel_rms(&q.data, &golden_logits(golden));

@@ -14,7 +14,7 @@ use wharf_converters::hf::gguf_block_name as block_name;
 use wharf_core::TensorSource;
 use wharf_core::model::ModelSpec;
 
-use super::{Weights, decode_rows, matrix_shape};
+use super::{StoredRows, Weights, decode_rows, matrix_shape};
 use crate::{Error, Result};
 
 mod spec;
@@ -150,6 +150,16 @@ impl GgufWeights {
     }
 }
 
+/// The stored row of HF row `r` of a Q/K projection with `rows` rows in `heads` heads:
+/// `LlamaModel.permute` sent HF row `i * half + j` of each head to `2 * j + i`.
+pub(super) fn llama_qk_row(r: usize, rows: usize, heads: usize) -> usize {
+    let hd = rows / heads.max(1);
+    let half = hd / 2;
+    let (h, within) = (r / hd.max(1), r % hd.max(1));
+    let (i, j) = (within / half.max(1), within % half.max(1));
+    h * hd + 2 * j + i
+}
+
 fn missing(name: &str) -> Error {
     Error::MissingWeight(name.to_owned())
 }
@@ -181,19 +191,26 @@ impl Weights for GgufWeights {
         match loc {
             Loc::Rows { tensor, offset } => decode_rows(&self.file, &tensor, offset + start, out),
             Loc::Unpermute { tensor, heads } => {
-                // `LlamaModel.permute` sent HF row `i * half + j` of each head to `2 * j + i`.
-                let hd = rows / heads.max(1);
-                let half = hd / 2;
                 for (k, row) in out.chunks_exact_mut(cols).enumerate() {
-                    let r = start + k;
-                    let (h, within) = (r / hd, r % hd);
-                    let (i, j) = (within / half.max(1), within % half.max(1));
-                    decode_rows(&self.file, &tensor, h * hd + 2 * j + i, row)?;
+                    let stored = llama_qk_row(start + k, rows, heads);
+                    decode_rows(&self.file, &tensor, stored, row)?;
                 }
                 Ok(())
             }
             Loc::KvB { k_b, v_b } => self.read_kv_b(&k_b, &v_b, start, out),
         }
+    }
+
+    fn stored_rows(&self, name: &str) -> Option<StoredRows<'_>> {
+        let (loc, shape) = self.locate(name)?;
+        let (tensor, first, heads) = match loc {
+            Loc::Rows { tensor, offset } => (tensor, offset, None),
+            Loc::Unpermute { tensor, heads } => (tensor, 0, Some(heads)),
+            Loc::KvB { .. } => return None,
+        };
+        let dtype = self.file.meta(&tensor)?.dtype;
+        let bytes = self.file.bytes(&tensor).ok()?;
+        StoredRows::new(dtype, bytes, first, shape, heads)
     }
 
     fn release(&self, name: &str) {

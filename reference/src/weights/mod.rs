@@ -1,11 +1,14 @@
 //! Where the forward pass gets its numbers: logical weights, named as in the HF checkpoint
 //! (`model.layers.0.self_attn.q_proj.weight`), handed out as f32 row blocks dequantized on the
-//! fly from whatever storage the checkpoint uses. Nothing holds a whole model in f32.
+//! fly from whatever storage the checkpoint uses, or as the stored rows themselves
+//! ([`StoredRows`]) where [`crate::qdot`] reads that storage in place. Nothing holds a whole
+//! model in f32.
 
 mod gguf;
 mod hf;
 mod mlx_names;
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 
 use wharf_core::model::ModelSpec;
@@ -31,6 +34,12 @@ pub trait Weights: Send + Sync + Debug {
     /// Writes rows `start ..` of `name` into `out`, whose length is a whole number of rows.
     fn read_rows(&self, name: &str, start: usize, out: &mut [f32]) -> Result<()>;
 
+    /// The rows of `name` exactly as stored, when they are whole rows of one storage type
+    /// that kernels can read in place ([`crate::qdot`]); `None` when they need decoding first.
+    fn stored_rows(&self, _name: &str) -> Option<StoredRows<'_>> {
+        None
+    }
+
     /// Drops the cached pages of `name`'s storage when page release is on (a matmul calls it
     /// after reading the whole weight), so resident memory stays near one weight instead of
     /// growing to the whole mapped model; the next read faults the pages back in.
@@ -43,6 +52,67 @@ pub trait Weights: Send + Sync + Debug {
     /// stores them instead of a scaling rule in its metadata.
     fn rope_freq_factors(&self) -> Result<Option<Vec<f32>>> {
         Ok(None)
+    }
+}
+
+/// A logical weight's rows as stored: `rows` runs of `row_bytes` bytes of `dtype`, in storage
+/// order, possibly llama.cpp's per-head Q/K permutation of the logical order.
+#[derive(Debug)]
+pub struct StoredRows<'a> {
+    /// The storage type of every row.
+    pub dtype: DType,
+    bytes: Cow<'a, [u8]>,
+    row_bytes: usize,
+    rows: usize,
+    /// Heads of a GGUF Llama Q/K projection, whose rows are stored permuted.
+    permuted_heads: Option<usize>,
+}
+
+impl<'a> StoredRows<'a> {
+    /// Rows `first .. first + rows` of a stored tensor's bytes; `None` when they are not there.
+    pub(crate) fn new(
+        dtype: DType,
+        bytes: Cow<'a, [u8]>,
+        first: usize,
+        [rows, cols]: [usize; 2],
+        permuted_heads: Option<usize>,
+    ) -> Option<Self> {
+        let row_bytes = usize::try_from(dtype.row_bytes(cols as u64).ok()?).ok()?;
+        let range =
+            first.checked_mul(row_bytes)?..first.checked_add(rows)?.checked_mul(row_bytes)?;
+        let bytes = match bytes {
+            Cow::Borrowed(b) => Cow::Borrowed(b.get(range)?),
+            Cow::Owned(v) => Cow::Owned(v.get(range)?.to_vec()),
+        };
+        Some(StoredRows {
+            dtype,
+            bytes,
+            row_bytes,
+            rows,
+            permuted_heads,
+        })
+    }
+
+    /// Number of logical rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of one stored row.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// The stored bytes of logical row `r`.
+    pub fn row(&self, r: usize) -> Option<&[u8]> {
+        if r >= self.rows {
+            return None;
+        }
+        let s = match self.permuted_heads {
+            Some(heads) => gguf::llama_qk_row(r, self.rows, heads),
+            None => r,
+        };
+        self.bytes.get(s * self.row_bytes..(s + 1) * self.row_bytes)
     }
 }
 
