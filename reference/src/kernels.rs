@@ -49,7 +49,13 @@ pub fn matmul(w: &dyn Weights, name: &str, x: &[f32], n: usize) -> Result<Vec<f3
         });
     }
     let fused = fused_rows(w, name, n, rows);
-    let per_task = (BLOCK_ELEMS / cols.max(1)).clamp(1, rows.max(1));
+    // Whole storage blocks per task (128 rows for block FP8), or each task would decode rows
+    // it throws away.
+    let align = w.row_align(name).max(1);
+    let per_task = (BLOCK_ELEMS / cols.max(1))
+        .max(1)
+        .next_multiple_of(align)
+        .min(rows.max(1));
     let blocks: Vec<Result<Vec<f32>>> = (0..rows.div_ceil(per_task))
         .into_par_iter()
         .map(|b| {

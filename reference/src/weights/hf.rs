@@ -158,6 +158,14 @@ impl Weights for HfWeights {
         }
     }
 
+    fn row_align(&self, name: &str) -> usize {
+        let stored = match self.aliases.get(name) {
+            Some(Alias::Expert { stack, .. }) => stack.as_str(),
+            _ => name,
+        };
+        self.logical.get(stored).map_or(1, LogicalTensor::row_align)
+    }
+
     fn read_rows(&self, name: &str, start: usize, out: &mut [f32]) -> Result<()> {
         match self.aliases.get(name) {
             None => self.read_stored(name, start, out),

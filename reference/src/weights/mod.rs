@@ -40,6 +40,13 @@ pub trait Weights: Send + Sync + Debug {
         None
     }
 
+    /// Rows the storage of `name` decodes together (128 for block FP8): row blocks read with
+    /// [`Weights::read_rows`] should start and end on multiples of it, or each read decodes
+    /// rows it then throws away.
+    fn row_align(&self, _name: &str) -> usize {
+        1
+    }
+
     /// Drops the cached pages of `name`'s storage when page release is on (a matmul calls it
     /// after reading the whole weight), so resident memory stays near one weight instead of
     /// growing to the whole mapped model; the next read faults the pages back in.

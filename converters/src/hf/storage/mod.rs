@@ -158,6 +158,21 @@ impl LogicalTensor {
         let rows = self.meta.shape.rows().unwrap_or(0) as usize;
         (rows, cols)
     }
+
+    /// Rows decoded together: a row range is widened to multiples of this (FP8 blocks of
+    /// 128 rows, pack-quantized zero points packed along rows), so readers that go row block by
+    /// row block should use blocks of a multiple of it.
+    pub fn row_align(&self) -> usize {
+        match &self.storage {
+            Storage::DeepseekFp8 { block, .. } => block.0.max(1),
+            Storage::CtFp8 {
+                strategy: CtFp8Strategy::Block(r, _),
+                ..
+            } => (*r).max(1),
+            Storage::CtPacked { params, .. } => (32 / params.bits.max(1)) as usize,
+            _ => 1,
+        }
+    }
 }
 
 /// A source seen through its quantized storages: logical tensors only, companions hidden.
