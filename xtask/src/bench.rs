@@ -29,7 +29,10 @@ pub fn bench(args: &[String]) -> Result<()> {
                 _ => bail!("--size-gb needs a positive number"),
             },
             "--only" => match it.next() {
-                Some(s) if s.split(',').all(|n| matches!(n, "1" | "2" | "3" | "4" | "5" | "6")) => {
+                Some(s)
+                    if s.split(',')
+                        .all(|n| matches!(n, "1" | "2" | "3" | "4" | "5" | "6")) =>
+                {
                     only = Some(s.clone());
                 }
                 _ => bail!("--only needs section numbers 1-6, comma-separated"),
