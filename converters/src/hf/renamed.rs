@@ -23,8 +23,8 @@ const EMBED: &str = "model.embed_tokens.weight";
 pub struct HfRenamed<S> {
     inner: S,
     metas: Vec<TensorMeta>,
-    /// HF name → the inner source's name.
-    to_inner: HashMap<String, String>,
+    /// HF name → (the inner source's name, index in `metas`).
+    to_inner: HashMap<String, (String, usize)>,
     /// Initializers that are not weights (graph constants), left out.
     dropped: Vec<String>,
 }
@@ -35,7 +35,8 @@ impl<S: TensorSource> HfRenamed<S> {
         let metas = inner.tensors().to_vec();
         let to_inner = metas
             .iter()
-            .map(|m| (m.name.clone(), m.name.clone()))
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), (m.name.clone(), i)))
             .collect();
         HfRenamed {
             inner,
@@ -68,7 +69,13 @@ impl<S: TensorSource> HfRenamed<S> {
             }
             let mut meta = m.clone();
             meta.name = hf.to_owned();
-            to_inner.insert(meta.name.clone(), m.name.clone());
+            let prev = to_inner.insert(meta.name.clone(), (m.name.clone(), metas.len()));
+            if prev.is_some() {
+                return Err(Error::new(ErrorKind::Duplicate {
+                    what: "weight after removing the export prefix",
+                    name: meta.name,
+                }));
+            }
             metas.push(meta);
         }
         Ok(HfRenamed {
@@ -90,7 +97,7 @@ impl<S: TensorSource> HfRenamed<S> {
     }
 
     fn inner_name<'a>(&'a self, name: &'a str) -> &'a str {
-        self.to_inner.get(name).map_or(name, String::as_str)
+        self.to_inner.get(name).map_or(name, |(n, _)| n.as_str())
     }
 }
 
@@ -122,8 +129,9 @@ impl<S: TensorSource> TensorSource for HfRenamed<S> {
         self.inner.release(self.inner_name(name))
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
-        self.to_inner.get(name)?;
-        self.metas.iter().find(|m| m.name == name)
+        self.to_inner
+            .get(name)
+            .and_then(|&(_, i)| self.metas.get(i))
     }
 }
 
