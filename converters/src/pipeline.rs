@@ -96,6 +96,7 @@ fn write_one<'s, 'p>(
             .iter()
             .all(|n| src.meta(n).is_some_and(|m| m.dtype == p.meta.dtype));
     if raw {
+        *last = None; // nothing decoded is held while bytes stream through
         let name = p.from.first().map(String::as_str).unwrap_or_default();
         let bytes = src.bytes(name).map_err(from_core)?;
         for chunk in bytes.chunks(CHUNK) {
