@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use wharf_tests::npy_f32;
 
 fn wharf(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -13,11 +14,7 @@ fn wharf(args: &[&str]) -> Output {
 }
 
 fn fixture(p: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data/fixtures")
-        .join(p)
-        .display()
-        .to_string()
+    wharf_tests::fixture(p).display().to_string()
 }
 
 fn json_of(o: &Output) -> Value {
@@ -30,16 +27,6 @@ const IDS: &str = "0,17,345,902,5,1000,77,256,511,3,640,129,888,42,700,13";
 fn golden(model: &str) -> Value {
     serde_json::from_slice(&std::fs::read(fixture(&format!("golden/{model}/golden.json"))).unwrap())
         .unwrap()
-}
-
-/// Reads an f32 .npy the simple way: header length at bytes 8..10, then the values.
-fn npy_f32(path: &Path) -> Vec<f32> {
-    let b = std::fs::read(path).unwrap();
-    let start = 10 + u16::from_le_bytes([b[8], b[9]]) as usize;
-    b[start..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use wharf_converters::AnySource;
-use wharf_core::TensorSource;
+use wharf_tests::{assert_same_tensors, npy_f32};
 
 const IDS: &str = "0,17,345,902,5,1000,77,256,511,3,640,129,888,42,700,13";
 
@@ -22,11 +22,7 @@ fn ok(o: &Output) {
 }
 
 fn fixture(p: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data/fixtures")
-        .join(p)
-        .display()
-        .to_string()
+    wharf_tests::fixture(p).display().to_string()
 }
 
 fn onnx() -> String {
@@ -35,15 +31,6 @@ fn onnx() -> String {
 
 fn config() -> String {
     fixture("models/llama/config.json")
-}
-
-fn npy_f32(path: &Path) -> Vec<f32> {
-    let b = std::fs::read(path).unwrap();
-    let start = 10 + u16::from_le_bytes([b[8], b[9]]) as usize;
-    b[start..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 /// `wharf infer` of `model` (plus `extra` arguments) on the golden ids: max abs logit error
@@ -176,15 +163,7 @@ fn pytorch_folder_converts_to_gguf_with_the_safetensors_folders_tensors() {
         AnySource::open(&from_bin).unwrap(),
         AnySource::open(&from_st).unwrap(),
     );
-    let mut names: Vec<_> = a.tensors().iter().map(|m| m.name.clone()).collect();
-    names.sort();
-    let mut other: Vec<_> = b.tensors().iter().map(|m| m.name.clone()).collect();
-    other.sort();
-    assert_eq!(names, other);
-    for n in &names {
-        assert_eq!(a.meta(n), b.meta(n), "{n}");
-        assert_eq!(a.bytes(n).unwrap(), b.bytes(n).unwrap(), "{n}");
-    }
+    assert_same_tensors(&a, &b);
     check_against_llama_golden(from_bin.to_str().unwrap(), &[]);
 }
 
