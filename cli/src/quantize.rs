@@ -24,10 +24,11 @@ pub struct Args {
     /// (tokenizer files are taken from the config's folder).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Output GGUF file.
+    /// Output GGUF file (a folder for the HF schemes).
     #[arg(short, long)]
     output: PathBuf,
-    /// `gguf:<TYPE>` with a llama-quantize type name (Q4_K_M, Q8_0, ...).
+    /// `gguf:<TYPE>` with a llama-quantize type name (Q4_K_M, Q8_0, ...), or an HF folder scheme:
+    /// fp8, fp8-channel, fp8-block, ct-fp8-block, int4, int4-asym, mlx4, mlx8, mlx<B>g<G>.
     #[arg(long)]
     scheme: String,
     /// Every quantized tensor gets the scheme's base type (no mix rules).

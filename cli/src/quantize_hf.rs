@@ -1,4 +1,4 @@
-//! `wharf quantize SRC -o OUT --scheme fp8-block|ct-fp8-block|fp8-channel|fp8|int4|mlx4|mlx8|mlx<B>g<G>`:
+//! `wharf quantize SRC -o OUT --scheme fp8-block|ct-fp8-block|fp8-channel|fp8|int4|int4-asym|mlx4|mlx8|mlx<B>g<G>`:
 //! an HF folder (shards + index, config with the scheme's quantization block, tokenizer copied)
 //! from any source wharf reads; quantized sources are dequantized first.
 
@@ -12,7 +12,7 @@ use wharf_targets::folder;
 pub fn run(src_path: &Path, config: Option<&Path>, output: &Path, scheme: &str) -> Result<()> {
     let Some(parsed) = folder::parse_scheme(scheme) else {
         bail!(
-            "unknown scheme `{scheme}` (gguf:<TYPE>, fp8, fp8-channel, fp8-block, ct-fp8-block, int4, mlx4, mlx8, mlx<B>g<G>)"
+            "unknown scheme `{scheme}` (gguf:<TYPE>, fp8, fp8-channel, fp8-block, ct-fp8-block, int4, int4-asym, mlx4, mlx8, mlx<B>g<G>)"
         );
     };
     let src = AnySource::open_with_config(src_path, config)?;

@@ -1,5 +1,6 @@
 //! `wharf quantize --scheme int4`: compressed-tensors `pack-quantized` W4A16 folders that read
-//! back through wharf's own compressed-tensors reader within one int4 step of the source, carry
+//! back through wharf's own compressed-tensors reader within one int4 step of the source (half a
+//! step for `int4-asym`, which adds a zero point per group), carry
 //! compressed-tensors 0.20's `quantization_config`, and run in `wharf infer`.
 
 use std::path::{Path, PathBuf};
@@ -32,8 +33,18 @@ fn config(dir: &Path) -> Value {
 
 #[test]
 fn llama_int4_reads_back_within_one_step_and_runs() {
+    reads_back_and_runs("int4");
+}
+
+#[test]
+fn llama_int4_asym_reads_back_within_half_a_step_and_runs() {
+    reads_back_and_runs("int4-asym");
+}
+
+fn reads_back_and_runs(scheme: &str) {
+    let symmetric = scheme == "int4";
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("int4");
+    let out = dir.path().join(scheme);
     let src_dir = fixture("llama");
     let o = out.to_str().unwrap();
     wharf(
@@ -43,7 +54,7 @@ fn llama_int4_reads_back_within_one_step_and_runs() {
             "-o",
             o,
             "--scheme",
-            "int4",
+            scheme,
         ],
         "2",
     );
@@ -55,7 +66,7 @@ fn llama_int4_reads_back_within_one_step_and_runs() {
     assert_eq!(
         q["config_groups"]["group_0"]["weights"],
         json!({"dynamic": false, "group_size": 128, "num_bits": 4, "strategy": "group",
-            "symmetric": true, "type": "int"})
+            "symmetric": symmetric, "type": "int"})
     );
 
     let stored = SafetensorsSource::open_dir(&out).unwrap();
@@ -73,6 +84,11 @@ fn llama_int4_reads_back_within_one_step_and_runs() {
         dtype(&format!("{base}.weight_shape")),
         Some((DType::I64, vec![2]))
     );
+    assert_eq!(
+        dtype(&format!("{base}.weight_zero_point")),
+        (!symmetric).then(|| (DType::I32, vec![256 / 8, 6])),
+        "a zero point per group, packed 8 rows to a word, only when asymmetric"
+    );
     assert!(stored.meta(&format!("{base}.weight")).is_none());
 
     let source = SafetensorsSource::open_dir(&src_dir).unwrap();
@@ -88,11 +104,24 @@ fn llama_int4_reads_back_within_one_step_and_runs() {
             continue;
         }
         // Symmetric 4-bit: one step is max|w| / 8 per group of 128; rounding errs by half a
-        // step inside the range and at most a step at the clamped top code.
+        // step inside the range and at most a step at the clamped top code. Asymmetric: the
+        // step is (max - min) / 15 with 0 in the range; the integer zero point shifts the grid by
+        // under half a step and both ends still round onto codes -8 and 7, so half a step.
         for (i, (g, w)) in got.chunks(128).zip(want.chunks(128)).enumerate() {
-            let step = w.iter().fold(0f32, |a, x| a.max(x.abs())) / 8.0;
+            let (lo, hi) = w
+                .iter()
+                .fold((0f32, 0f32), |(l, h), &x| (l.min(x), h.max(x)));
+            let bound = if symmetric {
+                lo.abs().max(hi) / 8.0
+            } else {
+                (hi - lo) / 15.0 * 0.5
+            };
             let err = g.iter().zip(w).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
-            assert!(err <= step * 1.0001, "{} group {i}: {err} > {step}", m.name);
+            assert!(
+                err <= bound * 1.0001,
+                "{} group {i}: {err} > {bound}",
+                m.name
+            );
         }
         checked += 1;
     }
@@ -107,7 +136,7 @@ fn llama_int4_reads_back_within_one_step_and_runs() {
             "-o",
             again.to_str().unwrap(),
             "--scheme",
-            "int4",
+            scheme,
         ],
         "1",
     );

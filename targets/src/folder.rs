@@ -34,11 +34,16 @@ pub enum FolderScheme {
     Fp8(Fp8Scheme),
     /// MLX affine.
     Mlx(MlxParams),
-    /// compressed-tensors `pack-quantized` W4A16 (4-bit symmetric, group 128).
-    Int4,
+    /// compressed-tensors `pack-quantized` W4A16 (4-bit, group 128), symmetric (`int4`) or with a
+    /// zero point per group (`int4-asym`).
+    Int4 {
+        /// `false` for `int4-asym`.
+        symmetric: bool,
+    },
 }
 
-/// Parses `fp8-block`, `ct-fp8-block`, `fp8-channel`, `fp8`, `int4`, `mlx4`, `mlx8`, `mlx<B>g<G>`;
+/// Parses `fp8-block`, `ct-fp8-block`, `fp8-channel`, `fp8`, `int4`, `int4-asym`, `mlx4`, `mlx8`,
+/// `mlx<B>g<G>`;
 /// `None` for names that are none of these.
 pub fn parse_scheme(name: &str) -> Option<Result<FolderScheme>> {
     let fp8 = match name {
@@ -51,8 +56,10 @@ pub fn parse_scheme(name: &str) -> Option<Result<FolderScheme>> {
     if let Some(s) = fp8 {
         return Some(Ok(FolderScheme::Fp8(s)));
     }
-    if name == "int4" {
-        return Some(Ok(FolderScheme::Int4));
+    match name {
+        "int4" => return Some(Ok(FolderScheme::Int4 { symmetric: true })),
+        "int4-asym" => return Some(Ok(FolderScheme::Int4 { symmetric: false })),
+        _ => {}
     }
     let rest = name.strip_prefix("mlx")?;
     let (bits, group) = match rest.split_once('g') {
@@ -101,7 +108,7 @@ pub fn plan(src: &AnySource, scheme: FolderScheme) -> Result<FolderJob<'_>> {
     let kind = match scheme {
         FolderScheme::Fp8(s) => Kind::Fp8(plan_fp8(&view, config, s)?),
         FolderScheme::Mlx(p) => Kind::Mlx(plan_mlx(&view, config, p)?),
-        FolderScheme::Int4 => Kind::Int4(plan_int4(&view, config)?),
+        FolderScheme::Int4 { symmetric } => Kind::Int4(plan_int4(&view, config, symmetric)?),
     };
     Ok(FolderJob {
         view,
