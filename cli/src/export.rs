@@ -95,6 +95,9 @@ pub fn run(args: Args) -> Result<()> {
         human(done.preflight.need_bytes),
         human(done.preflight.usable_bytes),
     );
+    for w in &done.source_warnings {
+        s.push_str(&format!("warning: source: {w}\n"));
+    }
     for w in &done.preflight.warnings {
         s.push_str(&format!("warning: {w}\n"));
     }

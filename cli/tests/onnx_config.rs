@@ -134,6 +134,11 @@ fn onnx_export_with_config_exports_a_bundle_that_verifies() {
         out.to_str().unwrap(),
     ]);
     ok(&o);
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary.contains("warning: source: left out") && summary.contains("inv_freq"),
+        "the export names the buffers it left out: {summary}"
+    );
     ok(&wharf(&["verify", out.to_str().unwrap()]));
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();

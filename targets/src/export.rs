@@ -78,6 +78,8 @@ pub struct Exported {
     pub manifest: Manifest,
     /// Preflight's findings.
     pub preflight: Preflight,
+    /// What the source's reader noticed (for example an ONNX export's buffers left out).
+    pub source_warnings: Vec<String>,
 }
 
 /// Exports `src` to `out` for `opts.profile`.
@@ -219,6 +221,7 @@ pub fn export_with_progress(
         path,
         manifest,
         preflight,
+        source_warnings: src.warnings(),
     })
 }
 
