@@ -1,5 +1,6 @@
 """wharf's outputs checked by the real consumers: gguf-py, llama.cpp (llama-cpp-python), the
-safetensors library, mlx-lm, and vLLM's FP8 block-loader rules. Run by `cargo xtask interop`.
+safetensors library, mlx-lm, transformers and compressed-tensors (on CPU torch), and vLLM's FP8
+block-loader rules. Run by `cargo xtask interop`.
 Every check runs and prints its numbers; the script exits non-zero if any failed.
 The checks live in `interop/` (one module per consumer family)."""
 
@@ -9,7 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
-from interop import bundles, convert, mlx_checks, onnx_torch, quantize
+from interop import bundles, convert, mlx_checks, onnx_torch, quantize, torch_checks
 from interop.common import CheckFailed, Ctx
 
 CHECKS = [
@@ -21,6 +22,9 @@ CHECKS = [
     ("bundles pi5/pi4 in llama.cpp", bundles.check_gguf_bundles),
     ("bundles apple-silicon in mlx-lm", bundles.check_apple),
     ("bundles h800: vLLM FP8 block loader conditions", bundles.check_h800),
+    ("bundles h800 in transformers (CPU)", torch_checks.check_h800),
+    ("DeepSeek FP8 -> BF16/F32 folders in transformers and mlx-lm", torch_checks.check_fp8_to_bf16),
+    ("compressed-tensors decompresses wharf's FP8/INT4 folders", torch_checks.check_compressed_tensors),
     ("wharf quantize vs llama-quantize, byte for byte", quantize.check_bytes),
     ("wharf quantize --imatrix/--allow-requantize vs llama-quantize", quantize.check_imatrix),
     ("llama per-type logits in llama.cpp (informational)", quantize.logit_table),
