@@ -70,6 +70,10 @@ pub fn quantize_blocks_into(
 
 /// One strip of `block.0` rows (fewer at the bottom edge) starting at element `start`; false
 /// if it holds a NaN or infinity (its codes are then meaningless).
+///
+/// A strip is contiguous, and both passes (the block maxima, then the codes) walk it row by
+/// row: a block column at a time would touch a new page every row, out of the prefetcher's
+/// reach.
 fn quantize_strip(
     opts: &Fp8Options,
     src: &Elements<'_>,
@@ -79,20 +83,25 @@ fn quantize_strip(
     cols: usize,
     width: usize,
 ) -> bool {
-    let rows = dst.len() / cols;
-    for (j, scale) in scales.iter_mut().enumerate() {
-        let c0 = j * width;
-        let len = cols.min(c0 + width) - c0;
-        let a = (0..rows)
-            .map(|r| kernel::amax_bits(src, start + r * cols + c0, len))
-            .fold(0, u32::max);
-        if !kernel::finite(a) {
-            return false;
+    let span = |j: usize| (j * width, cols.min(j * width + width) - j * width);
+    let mut amax = vec![0u32; scales.len()];
+    for r in 0..dst.len() / cols {
+        for (j, m) in amax.iter_mut().enumerate() {
+            let (c0, len) = span(j);
+            *m = (*m).max(kernel::amax_bits(src, start + r * cols + c0, len));
         }
+    }
+    if !amax.iter().all(|&a| kernel::finite(a)) {
+        return false;
+    }
+    for (scale, &a) in scales.iter_mut().zip(&amax) {
         *scale = opts.scale(f32::from_bits(a));
-        for (r, drow) in dst.chunks_mut(cols).enumerate() {
+    }
+    for (r, drow) in dst.chunks_mut(cols).enumerate() {
+        for (j, &scale) in scales.iter().enumerate() {
+            let (c0, len) = span(j);
             let at = start + r * cols + c0;
-            kernel::quantize_range(opts, src, at, *scale, &mut drow[c0..c0 + len]);
+            kernel::quantize_range(opts, src, at, scale, &mut drow[c0..c0 + len]);
         }
     }
     true
