@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use wharf_core::{DType, TensorMeta, TensorSource};
+use wharf_quantizers::Elements;
 use wharf_quantizers::int4::{CtParams, quantize_pack};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::Planned;
+use crate::pipeline::{Encoder, Planned, f32_values, refusal};
 
 /// How one quantized weight is encoded.
 #[derive(Debug, Clone, Copy)]
@@ -50,18 +51,17 @@ impl std::fmt::Debug for Int4Plan {
     }
 }
 
-impl Int4Plan {
-    /// The pipeline encoder hook: writes `weight_packed` (from the weight's f32 values) and
-    /// `weight_shape`.
-    pub fn encode(
+impl Encoder for Int4Plan {
+    /// Writes `weight_packed` (from the weight's values) and `weight_shape`.
+    fn encode(
         &self,
         meta: &TensorMeta,
-        v: &[f32],
+        values: &Elements<'_>,
         out: &mut [u8],
     ) -> std::result::Result<(), String> {
         let bytes: Vec<u8> = match self.parts.get(&meta.name) {
-            Some(Part::Packed(j)) => quantize_pack(v, j.rows, j.cols, j.params)
-                .map_err(|e| e.to_string())?
+            Some(Part::Packed(j)) => quantize_pack(&f32_values(values), j.rows, j.cols, j.params)
+                .map_err(|e| refusal(e, values))?
                 .weight_packed
                 .iter()
                 .flat_map(|x| x.to_le_bytes())
