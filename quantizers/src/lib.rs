@@ -8,9 +8,13 @@
 //! - [`fp8`]: E4M3FN / E5M2 with per-tensor, per-channel and 128x128 block scales.
 //! - [`int4`]: grouped INT4 as compressed-tensors and GPTQ store it.
 //! - [`mlx`]: MLX affine quantization, bit for bit with MLX's CPU kernel.
+//!
+//! The FP8 and MLX quantizers also read [`Elements`]: BF16 bytes quantized in place, a short run
+//! at a time, without a whole-tensor f32 copy.
 
 #![warn(missing_docs)]
 
+mod elements;
 mod error;
 pub mod fp8;
 pub mod ggml;
@@ -18,4 +22,5 @@ pub mod int4;
 pub mod mlx;
 mod reduce;
 
+pub use elements::Elements;
 pub use error::{QuantError, Result};

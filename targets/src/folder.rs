@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use wharf_converters::AnySource;
 use wharf_converters::hf::storage::QuantizedView;
 use wharf_converters::hf::{Fp8Plan, Fp8Scheme, Int4Plan, MlxPlan, plan_fp8, plan_int4, plan_mlx};
-use wharf_converters::pipeline::{self, Planned};
+use wharf_converters::pipeline::{self, Encoder, Planned};
 use wharf_converters::safetensors::{ShardedWriter, TapFactory, plan_shards};
 use wharf_core::{TensorMeta, TensorSink};
 use wharf_quantizers::mlx::MlxParams;
@@ -154,17 +154,17 @@ impl FolderJob<'_> {
             w = w.with_taps(t);
         }
         let mut w = Box::new(w);
-        let encode = |m: &TensorMeta, v: &[f32], o: &mut [u8]| match &self.kind {
-            Kind::Fp8(p) => p.encode(m, v, o),
-            Kind::Mlx(p) => p.encode(m, v, o),
-            Kind::Int4(p) => p.encode(m, v, o),
+        let encoder: &dyn Encoder = match &self.kind {
+            Kind::Fp8(p) => p,
+            Kind::Mlx(p) => p,
+            Kind::Int4(p) => p,
         };
         pipeline::run_with(
             &self.view,
             self.tensors(),
             w.as_mut(),
             &mut crate::steps(&metas, progress),
-            Some(&encode),
+            Some(encoder),
         )?;
         w.finish().map_err(|e| Error::Unsupported(e.to_string()))?;
         if let Some(index) = index {

@@ -12,14 +12,16 @@
 //! keeps `kv_a_proj_with_mqa` [192, 256] that way).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
+use wharf_core::cast::encode_f32;
 use wharf_core::{DType, TensorMeta, TensorSource};
+use wharf_quantizers::Elements;
 use wharf_quantizers::fp8::{self, Fp8Format, Fp8Options, block_grid};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::Planned;
+use crate::pipeline::{Encoder, Planned, refusal};
 
 /// The FP8 layouts wharf writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +46,45 @@ struct Job {
 }
 
 impl Job {
-    /// `(codes, scales)` of a weight's f32 values.
-    fn run(&self, v: &[f32]) -> std::result::Result<(Vec<u8>, Vec<f32>), String> {
+    /// Number of scales.
+    fn scale_count(&self) -> usize {
+        match self.scheme {
+            Fp8Scheme::DeepseekBlock | Fp8Scheme::CtBlock => {
+                let (gr, gc) = block_grid(self.rows, self.cols, (128, 128));
+                gr * gc
+            }
+            Fp8Scheme::CtChannel => self.rows,
+            Fp8Scheme::CtTensor => 1,
+        }
+    }
+
+    /// Writes a weight's codes into `codes` and returns its scales.
+    fn run(&self, v: &Elements<'_>, codes: &mut [u8]) -> std::result::Result<Vec<f32>, String> {
+        let (o, rows, cols) = (self.opts, self.rows, self.cols);
+        let mut scales = vec![0f32; self.scale_count()];
         let r = match self.scheme {
             Fp8Scheme::DeepseekBlock | Fp8Scheme::CtBlock => {
-                fp8::quantize_blocks(self.opts, v, self.rows, self.cols, (128, 128))
+                fp8::quantize_blocks_into(o, *v, rows, cols, (128, 128), codes, &mut scales)
             }
-            Fp8Scheme::CtChannel => fp8::quantize_per_channel(self.opts, v, self.rows, self.cols),
+            Fp8Scheme::CtChannel => {
+                fp8::quantize_per_channel_into(o, *v, rows, cols, codes, &mut scales)
+            }
             Fp8Scheme::CtTensor => {
-                fp8::quantize_per_tensor(self.opts, v).map(|(q, s)| (q, vec![s]))
+                fp8::quantize_per_tensor_into(o, *v, codes).map(|s| scales[0] = s)
             }
         };
-        r.map_err(|e| e.to_string())
+        r.map_err(|e| refusal(e, v))?;
+        Ok(scales)
     }
+}
+
+/// What an output tensor of a quantized weight holds.
+#[derive(Debug, Clone)]
+enum Part {
+    /// The FP8 codes.
+    Codes(Job),
+    /// The scales of the weight named here.
+    Scales(String, Job),
 }
 
 /// Output tensors plus the encoder state for their FP8 codes.
@@ -65,13 +93,11 @@ pub struct Fp8Plan {
     pub tensors: Vec<Planned>,
     /// config.json for the output.
     pub config: Value,
-    jobs: BTreeMap<String, Job>,
+    parts: BTreeMap<String, Part>,
     /// Scales computed with each weight's codes, taken by the scale tensor planned right after
     /// it, so a weight is quantized once.
-    scales: ScaleCache,
+    scales: Mutex<HashMap<String, Vec<f32>>>,
 }
-
-type ScaleCache = Arc<Mutex<HashMap<String, Vec<f32>>>>;
 
 impl std::fmt::Debug for Fp8Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,27 +107,36 @@ impl std::fmt::Debug for Fp8Plan {
     }
 }
 
-impl Fp8Plan {
-    /// The pipeline encoder hook: writes the FP8 codes of a planned weight.
-    pub fn encode(
+impl Encoder for Fp8Plan {
+    fn claims(&self, meta: &TensorMeta) -> bool {
+        self.parts.contains_key(&meta.name)
+    }
+
+    /// Writes the FP8 codes of a planned weight, or its scales in their storage dtype.
+    fn encode(
         &self,
         meta: &TensorMeta,
-        v: &[f32],
+        v: &Elements<'_>,
         out: &mut [u8],
     ) -> std::result::Result<(), String> {
-        let job = self
-            .jobs
-            .get(&meta.name)
-            .ok_or_else(|| format!("no FP8 job for `{}`", meta.name))?;
-        let (codes, scales) = job.run(v)?;
-        if let Ok(mut cache) = self.scales.lock() {
-            cache.insert(meta.name.clone(), scales);
+        match self.parts.get(&meta.name) {
+            Some(Part::Codes(job)) => {
+                let scales = job.run(v, out)?;
+                if let Ok(mut cache) = self.scales.lock() {
+                    cache.insert(meta.name.clone(), scales);
+                }
+                Ok(())
+            }
+            Some(Part::Scales(weight, job)) => {
+                let cached = self.scales.lock().ok().and_then(|mut c| c.remove(weight));
+                let scales = match cached {
+                    Some(s) => s,
+                    None => job.run(v, &mut vec![0u8; v.len()])?,
+                };
+                encode_f32(meta.dtype, &scales, out).map_err(|e| e.to_string())
+            }
+            None => Err(format!("no FP8 job for `{}`", meta.name)),
         }
-        if codes.len() != out.len() {
-            return Err(format!("{} codes for {} bytes", codes.len(), out.len()));
-        }
-        out.copy_from_slice(&codes);
-        Ok(())
     }
 }
 
@@ -128,8 +163,7 @@ fn dense_dtype(scheme: Fp8Scheme, m: &TensorMeta) -> DType {
 /// Plans every tensor of `src` (a logical view: quantized inputs already dequantized).
 pub fn plan_fp8(src: &dyn TensorSource, config: &Value, scheme: Fp8Scheme) -> Result<Fp8Plan> {
     let mut tensors = Vec::new();
-    let mut jobs = BTreeMap::new();
-    let scales = ScaleCache::default();
+    let mut parts = BTreeMap::new();
     for m in src.tensors() {
         if !quantizes(scheme, m) {
             let out = TensorMeta::new(m.name.clone(), dense_dtype(scheme, m), m.shape.clone());
@@ -163,22 +197,18 @@ pub fn plan_fp8(src: &dyn TensorSource, config: &Value, scheme: Fp8Scheme) -> Re
             Fp8Scheme::CtChannel => vec![rows as u64, 1],
             Fp8Scheme::CtTensor => vec![1],
         };
-        jobs.insert(m.name.clone(), job);
+        parts.insert(m.name.clone(), Part::Codes(job));
+        parts.insert(scale_name.clone(), Part::Scales(m.name.clone(), job));
         tensors.push(Planned::simple(
             TensorMeta::new(m.name.clone(), DType::F8E4M3, m.shape.clone()),
             m.name.clone(),
         ));
-        let (cache, weight) = (Arc::clone(&scales), m.name.clone());
-        tensors.push(Planned {
-            meta: TensorMeta::new(scale_name, scale_dtype, scale_shape),
-            from: vec![m.name.clone()],
-            transform: Some(Box::new(move |v: &[f32]| {
-                let cached = cache.lock().ok().and_then(|mut c| c.remove(&weight));
-                cached.unwrap_or_else(|| job.run(v).map(|(_, s)| s).unwrap_or_default())
-            })),
-        });
+        tensors.push(Planned::simple(
+            TensorMeta::new(scale_name, scale_dtype, scale_shape),
+            m.name.clone(),
+        ));
     }
-    if jobs.is_empty() {
+    if parts.is_empty() {
         return Err(Error::new(ErrorKind::Unconvertible(
             "no Linear weight to quantize to FP8".into(),
         )));
@@ -187,8 +217,8 @@ pub fn plan_fp8(src: &dyn TensorSource, config: &Value, scheme: Fp8Scheme) -> Re
     Ok(Fp8Plan {
         tensors,
         config,
-        jobs,
-        scales,
+        parts,
+        scales: Mutex::default(),
     })
 }
 

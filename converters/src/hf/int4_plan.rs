@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use wharf_core::{DType, TensorMeta, TensorSource};
+use wharf_quantizers::Elements;
 use wharf_quantizers::int4::{CtPacked, CtParams, quantize_pack};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::Planned;
+use crate::pipeline::{Encoder, Planned, f32_values, refusal};
 
 /// How one quantized weight is encoded.
 #[derive(Debug, Clone, Copy)]
@@ -93,19 +94,19 @@ impl std::fmt::Debug for Int4Plan {
     }
 }
 
-impl Int4Plan {
-    /// The pipeline encoder hook: writes `weight_packed` (from the weight's f32 values) and
-    /// `weight_shape`.
-    pub fn encode(
+impl Encoder for Int4Plan {
+    /// Writes `weight_packed` (from the weight's values) and `weight_shape`.
+    fn encode(
         &self,
         meta: &TensorMeta,
-        v: &[f32],
+        values: &Elements<'_>,
         out: &mut [u8],
     ) -> std::result::Result<(), String> {
         let bytes: Vec<u8> = match self.parts.get(&meta.name) {
             Some(Part::Packed(j)) => {
+                let v = f32_values(values);
                 let mut q =
-                    quantize_pack(v, j.rows, j.cols, j.params).map_err(|e| e.to_string())?;
+                    quantize_pack(&v, j.rows, j.cols, j.params).map_err(|e| refusal(e, values))?;
                 let packed = std::mem::take(&mut q.weight_packed);
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(base_name(&meta.name).to_owned(), q);
@@ -113,7 +114,8 @@ impl Int4Plan {
                 packed.iter().flat_map(|x| x.to_le_bytes()).collect()
             }
             Some(Part::ZeroPoint(j)) => {
-                take(&self.cache, base_name(&meta.name), v, *j, zero_point_part)
+                let v = f32_values(values);
+                take(&self.cache, base_name(&meta.name), &v, *j, zero_point_part)
                     .iter()
                     .flat_map(|x| x.to_le_bytes())
                     .collect()

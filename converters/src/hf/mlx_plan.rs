@@ -12,11 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use wharf_core::cast::encode_f32;
 use wharf_core::{DType, TensorMeta, TensorSource};
-use wharf_quantizers::mlx::{self, MlxParams, MlxQuantized};
+use wharf_quantizers::Elements;
+use wharf_quantizers::mlx::{self, MlxParams};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Planned, Transform};
+use crate::pipeline::{Encoder, Planned, Transform, f32_values, refusal};
 
 /// Re-lays one logical weight out of its source values (stacking is done by concatenation).
 type Relayout = std::sync::Arc<dyn Fn(&[f32]) -> Vec<f32> + Send + Sync>;
@@ -39,25 +41,34 @@ pub struct MlxPlan {
     /// Logical parameter count (`total_parameters` of the index).
     pub parameters: u64,
     params: MlxParams,
+    /// Which part of which quantized weight each output tensor is.
+    parts: BTreeMap<String, (Part, Arc<Job>)>,
     /// One quantization per weight, shared by its `biases`, `scales` and packed `weight`
     /// (written in that order), keyed by the weight's base name.
-    cache: QuantCache,
+    cache: Mutex<HashMap<String, Quantized>>,
 }
 
-type QuantCache = Arc<Mutex<HashMap<String, MlxQuantized>>>;
+/// The three outputs of one quantized weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Biases,
+    Scales,
+    Weight,
+}
 
-/// The quantization of `base` (values `v`), computed by the first of its three tensors.
-fn with_cached<T>(
-    cache: &QuantCache,
-    base: &str,
-    compute: impl FnOnce() -> Option<MlxQuantized>,
-    take: impl FnOnce(&mut MlxQuantized) -> T,
-) -> Option<T> {
-    let mut c = cache.lock().ok()?;
-    if !c.contains_key(base) {
-        c.insert(base.to_owned(), compute()?);
-    }
-    c.get_mut(base).map(take)
+/// One quantized weight: its base name, scale dtype and optional re-layout.
+struct Job {
+    base: String,
+    dtype: DType,
+    relayout: Option<Relayout>,
+}
+
+/// A weight's packed words (little-endian bytes), scales and biases.
+#[derive(Default)]
+struct Quantized {
+    weight: Vec<u8>,
+    scales: Vec<f32>,
+    biases: Vec<f32>,
 }
 
 impl std::fmt::Debug for MlxPlan {
@@ -69,34 +80,76 @@ impl std::fmt::Debug for MlxPlan {
 }
 
 impl MlxPlan {
-    /// The pipeline encoder hook: packs a planned U32 weight.
-    pub fn encode(
-        &self,
-        meta: &TensorMeta,
-        v: &[f32],
-        out: &mut [u8],
-    ) -> std::result::Result<(), String> {
-        let base = meta.name.strip_suffix(".weight").unwrap_or(&meta.name);
-        let cached = self.cache.lock().ok().and_then(|mut c| c.remove(base));
-        let q = match cached {
-            Some(q) => q,
-            // Codes do not depend on the scales' storage dtype.
-            None => mlx::quantize(v, self.params, DType::F32).map_err(|e| e.to_string())?,
+    /// Quantizes a weight's values (re-laid out first where the layout asks).
+    fn quantize(&self, job: &Job, v: &Elements<'_>) -> std::result::Result<Quantized, String> {
+        let relaid = job.relayout.as_ref().map(|r| r(&f32_values(v)));
+        let v = relaid.as_deref().map_or(*v, Elements::F32);
+        let groups = v.len() / self.params.group();
+        let mut q = Quantized {
+            weight: vec![0u8; groups * self.params.words_per_group() * 4],
+            scales: vec![0f32; groups],
+            biases: vec![0f32; groups],
         };
-        if q.weight.len() * 4 != out.len() {
-            return Err(format!(
-                "`{}`: {} words for {} bytes",
-                meta.name,
-                q.weight.len(),
-                out.len()
-            ));
-        }
-        for (o, w) in out.chunks_exact_mut(4).zip(&q.weight) {
-            o.copy_from_slice(&w.to_le_bytes());
-        }
-        Ok(())
+        let out = (&mut q.weight[..], &mut q.scales[..], &mut q.biases[..]);
+        mlx::quantize_into(v, self.params, job.dtype, out).map_err(|e| refusal(e, &v))?;
+        Ok(q)
     }
 
+    /// Bytes of one part of `job`'s quantization, computed by the first of its three tensors.
+    fn part(
+        &self,
+        job: &Job,
+        part: Part,
+        v: &Elements<'_>,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        let poisoned = || "MLX cache lock poisoned".to_owned();
+        let mut cache = self.cache.lock().map_err(|_| poisoned())?;
+        if !cache.contains_key(&job.base) {
+            let q = self.quantize(job, v)?;
+            cache.insert(job.base.clone(), q);
+        }
+        if part == Part::Weight {
+            // The packed weight is written last: its entry is done with then.
+            let q = cache.remove(&job.base).unwrap_or_default();
+            drop(cache);
+            if q.weight.len() != out.len() {
+                return Err(format!("{} bytes for {}", q.weight.len(), out.len()));
+            }
+            out.copy_from_slice(&q.weight);
+            return Ok(());
+        }
+        let q = cache.get_mut(&job.base).ok_or_else(poisoned)?;
+        let values = std::mem::take(match part {
+            Part::Scales => &mut q.scales,
+            _ => &mut q.biases,
+        });
+        drop(cache);
+        encode_f32(job.dtype, &values, out).map_err(|e| e.to_string())
+    }
+}
+
+impl Encoder for MlxPlan {
+    fn claims(&self, meta: &TensorMeta) -> bool {
+        self.parts.contains_key(&meta.name)
+    }
+
+    /// Writes a quantized weight's packed words, scales or biases.
+    fn encode(
+        &self,
+        meta: &TensorMeta,
+        v: &Elements<'_>,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        let (part, job) = self
+            .parts
+            .get(&meta.name)
+            .ok_or_else(|| format!("no MLX job for `{}`", meta.name))?;
+        self.part(job, *part, v, out)
+    }
+}
+
+impl MlxPlan {
     /// `model.safetensors.index.json` as mlx-lm writes it.
     pub fn index_json(&self, shards: &[(String, Vec<TensorMeta>)]) -> Result<String> {
         let mut map = BTreeMap::new();
@@ -229,16 +282,6 @@ fn quantizes(l: &Logical, params: MlxParams) -> bool {
             .is_some_and(|&c| c % params.group() as u64 == 0)
 }
 
-fn transform(
-    relayout: Option<Relayout>,
-    then: impl Fn(&[f32]) -> Vec<f32> + Send + Sync + 'static,
-) -> Transform {
-    Box::new(move |v: &[f32]| match &relayout {
-        Some(r) => then(&r(v)),
-        None => then(v),
-    })
-}
-
 /// Only the relayout (a plain copy never needs a transform).
 fn relayout_only(relayout: Option<Relayout>) -> Option<Transform> {
     relayout.map(|r| Box::new(move |v: &[f32]| r(v)) as Transform)
@@ -248,7 +291,7 @@ fn relayout_only(relayout: Option<Relayout>) -> Option<Transform> {
 pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Result<MlxPlan> {
     let mut tensors = Vec::new();
     let mut parameters = 0u64;
-    let cache = QuantCache::default();
+    let mut parts = BTreeMap::new();
     for l in logical_weights(src, config)? {
         parameters += l.shape.iter().product::<u64>();
         if !quantizes(&l, params) {
@@ -268,32 +311,24 @@ pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Re
         packed.push(cols * u64::from(params.bits()) / 32);
         grouped.push(cols / params.group() as u64);
         let sd = l.dtype;
-        let part = |scales: bool| {
-            let (cache, base) = (Arc::clone(&cache), base.clone());
-            move |v: &[f32]| {
-                let compute = || mlx::quantize(v, params, sd).ok();
-                let take = |q: &mut MlxQuantized| match scales {
-                    true => std::mem::take(&mut q.scales),
-                    false => std::mem::take(&mut q.biases),
-                };
-                with_cached(&cache, &base, compute, take).unwrap_or_default()
-            }
-        };
-        tensors.push(Planned {
-            meta: TensorMeta::new(format!("{base}.biases"), sd, grouped.clone()),
-            from: l.from.clone(),
-            transform: Some(transform(l.relayout.clone(), part(false))),
+        let job = Arc::new(Job {
+            base: base.clone(),
+            dtype: sd,
+            relayout: l.relayout,
         });
-        tensors.push(Planned {
-            meta: TensorMeta::new(format!("{base}.scales"), sd, grouped),
-            from: l.from.clone(),
-            transform: Some(transform(l.relayout.clone(), part(true))),
-        });
-        tensors.push(Planned {
-            meta: TensorMeta::new(l.name, DType::U32, packed),
-            from: l.from,
-            transform: relayout_only(l.relayout),
-        });
+        let outputs = [
+            (format!("{base}.biases"), sd, grouped.clone(), Part::Biases),
+            (format!("{base}.scales"), sd, grouped, Part::Scales),
+            (l.name, DType::U32, packed, Part::Weight),
+        ];
+        for (name, dtype, shape, part) in outputs {
+            parts.insert(name.clone(), (part, Arc::clone(&job)));
+            tensors.push(Planned {
+                meta: TensorMeta::new(name, dtype, shape),
+                from: l.from.clone(),
+                transform: None,
+            });
+        }
     }
     tensors.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     Ok(MlxPlan {
@@ -301,7 +336,8 @@ pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Re
         config: output_config(config, params),
         parameters,
         params,
-        cache,
+        parts,
+        cache: Mutex::default(),
     })
 }
 

@@ -8,9 +8,11 @@
 
 use rayon::prelude::*;
 
-use super::options::{amax, check_finite, check_len, check_matrix};
-use super::{Fp8Format, Fp8Options};
-use crate::{QuantError, Result};
+use wharf_core::DType;
+
+use super::options::{check_len, check_matrix};
+use super::{Fp8Format, Fp8Options, kernel};
+use crate::{Elements, QuantError, Result};
 
 /// Number of block rows and block columns covering a `rows x cols` matrix.
 pub fn block_grid(rows: usize, cols: usize, block: (usize, usize)) -> (usize, usize) {
@@ -28,42 +30,81 @@ pub fn quantize_blocks(
     cols: usize,
     block: (usize, usize),
 ) -> Result<(Vec<u8>, Vec<f32>)> {
-    opts.validate()?;
-    let strip = check_shape(opts.format, src.len(), rows, cols, block)?;
-    check_finite(src)?;
     let (grid_rows, grid_cols) = block_grid(rows, cols, block);
     let mut out = vec![0u8; src.len()];
     let mut scales = vec![0f32; grid_rows * grid_cols];
-    out.par_chunks_mut(strip)
-        .zip(scales.par_chunks_mut(grid_cols))
-        .zip(src.par_chunks(strip))
-        .for_each(|((d, sc), s)| quantize_strip(&opts, s, d, sc, cols, block.1));
+    let src = Elements::F32(src);
+    quantize_blocks_into(opts, src, rows, cols, block, &mut out, &mut scales)?;
     Ok((out, scales))
 }
 
-/// One strip of `block.0` rows (fewer at the bottom edge).
+/// [`quantize_blocks`] of any [`Elements`] into caller buffers: `codes` holds `rows * cols`
+/// bytes, `scales` the [`block_grid`] (row-major).
+///
+/// Errors: as [`quantize_blocks`], and `Length` for a buffer of the wrong size.
+pub fn quantize_blocks_into(
+    opts: Fp8Options,
+    src: Elements<'_>,
+    rows: usize,
+    cols: usize,
+    block: (usize, usize),
+    codes: &mut [u8],
+    scales: &mut [f32],
+) -> Result<()> {
+    opts.validate()?;
+    let strip = check_shape(opts.format, src.len(), rows, cols, block)?;
+    let (grid_rows, grid_cols) = block_grid(rows, cols, block);
+    check_len(opts.format.dtype(), "codes", src.len(), codes.len())?;
+    check_len(DType::F32, "scales", grid_rows * grid_cols, scales.len())?;
+    let finite = codes
+        .par_chunks_mut(strip)
+        .zip(scales.par_chunks_mut(grid_cols))
+        .enumerate()
+        .map(|(i, (d, sc))| quantize_strip(&opts, &src, i * strip, d, sc, cols, block.1))
+        .reduce(|| true, |a, b| a && b);
+    if !finite {
+        src.check_finite()?;
+    }
+    Ok(())
+}
+
+/// One strip of `block.0` rows (fewer at the bottom edge) starting at element `start`; false
+/// if it holds a NaN or infinity (its codes are then meaningless).
+///
+/// A strip is contiguous, and both passes (the block maxima, then the codes) walk it row by
+/// row: a block column at a time would touch a new page every row, out of the prefetcher's
+/// reach.
 fn quantize_strip(
     opts: &Fp8Options,
-    src: &[f32],
+    src: &Elements<'_>,
+    start: usize,
     dst: &mut [u8],
     scales: &mut [f32],
     cols: usize,
     width: usize,
-) {
-    for (j, scale) in scales.iter_mut().enumerate() {
-        let c0 = j * width;
-        let c1 = cols.min(c0 + width);
-        let a = src
-            .chunks(cols)
-            .map(|row| amax(&row[c0..c1]))
-            .fold(0.0, f32::max);
-        *scale = opts.scale(a);
-        for (srow, drow) in src.chunks(cols).zip(dst.chunks_mut(cols)) {
-            for (d, &w) in drow[c0..c1].iter_mut().zip(&srow[c0..c1]) {
-                *d = opts.quantize(w, *scale);
-            }
+) -> bool {
+    let span = |j: usize| (j * width, cols.min(j * width + width) - j * width);
+    let mut amax = vec![0u32; scales.len()];
+    for r in 0..dst.len() / cols {
+        for (j, m) in amax.iter_mut().enumerate() {
+            let (c0, len) = span(j);
+            *m = (*m).max(kernel::amax_bits(src, start + r * cols + c0, len));
         }
     }
+    if !amax.iter().all(|&a| kernel::finite(a)) {
+        return false;
+    }
+    for (scale, &a) in scales.iter_mut().zip(&amax) {
+        *scale = opts.scale(f32::from_bits(a));
+    }
+    for (r, drow) in dst.chunks_mut(cols).enumerate() {
+        for (j, &scale) in scales.iter().enumerate() {
+            let (c0, len) = span(j);
+            let at = start + r * cols + c0;
+            kernel::quantize_range(opts, src, at, scale, &mut drow[c0..c0 + len]);
+        }
+    }
+    true
 }
 
 /// `decode(q[r, c]) * scales[r / block.0, c / block.1]`.
@@ -134,6 +175,43 @@ mod tests {
         let back = dequantize_blocks(Fp8Format::E4M3, &q, &s, 3, 3, (2, 2)).unwrap();
         assert!((back[3] + 4.0).abs() < 1e-6);
         assert!((back[2] - 8.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bf16_input_gives_the_bytes_of_its_f32_values() {
+        let (rows, cols) = (300, 200);
+        let bits: Vec<u16> = (0..rows * cols)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 16) as u16 & 0xBFFF)
+            .collect();
+        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let f32s: Vec<f32> = bits
+            .iter()
+            .map(|&b| f32::from_bits(u32::from(b) << 16))
+            .collect();
+        for block in [(128, 128), (32, 48)] {
+            let (want_q, want_s) =
+                quantize_blocks(Fp8Options::DEEPSEEK, &f32s, rows, cols, block).unwrap();
+            let (gr, gc) = block_grid(rows, cols, block);
+            let (mut q, mut s) = (vec![0u8; rows * cols], vec![0f32; gr * gc]);
+            let src = Elements::Bf16(&bytes);
+            quantize_blocks_into(Fp8Options::DEEPSEEK, src, rows, cols, block, &mut q, &mut s)
+                .unwrap();
+            assert_eq!((q, s), (want_q, want_s), "{block:?}");
+        }
+        let mut bad = bytes.clone();
+        bad[2 * 777..2 * 778].copy_from_slice(&0xFF80u16.to_le_bytes());
+        let (mut q, mut s) = (vec![0u8; rows * cols], vec![0f32; 6]);
+        let err = quantize_blocks_into(
+            Fp8Options::DEEPSEEK,
+            Elements::Bf16(&bad),
+            rows,
+            cols,
+            (128, 128),
+            &mut q,
+            &mut s,
+        )
+        .unwrap_err();
+        assert_eq!(err, QuantError::NonFinite { index: 777 });
     }
 
     #[test]

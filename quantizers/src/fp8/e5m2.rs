@@ -26,6 +26,12 @@ pub fn encode(x: f32) -> u8 {
     SPEC.encode(x)
 }
 
+/// [`encode`] without branches, for loops that vectorise (same result for every f32).
+#[inline(always)]
+pub(super) fn encode_branchless(x: f32) -> u8 {
+    SPEC.encode_branchless(x)
+}
+
 /// Decodes one byte exactly.
 pub fn decode(code: u8) -> f32 {
     DECODE[usize::from(code)]

@@ -14,6 +14,8 @@
 //! - [`quantize_per_channel`] / [`dequantize_per_channel`]: one scale per output row.
 //! - [`quantize_blocks`] / [`dequantize_blocks`] / [`block_grid`]: one scale per block
 //!   (DeepSeek `weight_scale_inv`, `[ceil(rows/128), ceil(cols/128)]`).
+//! - `quantize_*_into`: the same from any [`crate::Elements`] (BF16 read in place) into caller
+//!   buffers.
 //!
 //! Every function is pure and parallel over rows or blocks with rayon; results do not depend on
 //! the thread count (maxima are exact and each element is rounded on its own).
@@ -21,6 +23,7 @@
 mod block;
 pub mod e4m3;
 pub mod e5m2;
+mod kernel;
 mod minifloat;
 mod options;
 mod per_channel;
@@ -29,11 +32,11 @@ mod per_tensor;
 use rayon::prelude::*;
 use wharf_core::DType;
 
-pub use block::{block_grid, dequantize_blocks, quantize_blocks};
+pub use block::{block_grid, dequantize_blocks, quantize_blocks, quantize_blocks_into};
 pub use options::{Fp8Options, ZeroScale};
 pub(crate) use options::{check_finite, round_to};
-pub use per_channel::{dequantize_per_channel, quantize_per_channel};
-pub use per_tensor::{dequantize_per_tensor, quantize_per_tensor};
+pub use per_channel::{dequantize_per_channel, quantize_per_channel, quantize_per_channel_into};
+pub use per_tensor::{dequantize_per_tensor, quantize_per_tensor, quantize_per_tensor_into};
 
 use crate::Result;
 

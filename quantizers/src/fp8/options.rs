@@ -102,11 +102,6 @@ pub(crate) fn round_to(dtype: DType, x: f32) -> f32 {
     }
 }
 
-/// Largest magnitude in `xs` (0 for an empty slice; callers check finiteness first).
-pub(super) fn amax(xs: &[f32]) -> f32 {
-    crate::reduce::abs_max(xs)
-}
-
 /// Errors on the first NaN or infinity.
 pub(crate) fn check_finite(src: &[f32]) -> Result<()> {
     const CHUNK: usize = 1 << 14;

@@ -3,9 +3,11 @@
 
 use rayon::prelude::*;
 
-use super::options::{amax, check_finite, check_len, check_matrix};
-use super::{Fp8Format, Fp8Options};
-use crate::{QuantError, Result};
+use wharf_core::DType;
+
+use super::options::{check_len, check_matrix};
+use super::{Fp8Format, Fp8Options, kernel};
+use crate::{Elements, QuantError, Result};
 
 /// Quantizes a row-major `rows x cols` matrix; returns the codes and `rows` scales.
 ///
@@ -17,21 +19,41 @@ pub fn quantize_per_channel(
     rows: usize,
     cols: usize,
 ) -> Result<(Vec<u8>, Vec<f32>)> {
-    opts.validate()?;
-    check_shape(opts.format, src.len(), rows, cols)?;
-    check_finite(src)?;
     let mut out = vec![0u8; src.len()];
     let mut scales = vec![0f32; rows];
-    out.par_chunks_mut(cols)
-        .zip(scales.par_iter_mut())
-        .zip(src.par_chunks(cols))
-        .for_each(|((d, scale), s)| {
-            *scale = opts.scale(amax(s));
-            for (d, &w) in d.iter_mut().zip(s) {
-                *d = opts.quantize(w, *scale);
-            }
-        });
+    quantize_per_channel_into(opts, Elements::F32(src), rows, cols, &mut out, &mut scales)?;
     Ok((out, scales))
+}
+
+/// [`quantize_per_channel`] of any [`Elements`] into caller buffers (`rows * cols` codes,
+/// `rows` scales).
+pub fn quantize_per_channel_into(
+    opts: Fp8Options,
+    src: Elements<'_>,
+    rows: usize,
+    cols: usize,
+    codes: &mut [u8],
+    scales: &mut [f32],
+) -> Result<()> {
+    opts.validate()?;
+    check_shape(opts.format, src.len(), rows, cols)?;
+    check_len(opts.format.dtype(), "codes", src.len(), codes.len())?;
+    check_len(DType::F32, "scales", rows, scales.len())?;
+    let finite = codes
+        .par_chunks_mut(cols)
+        .zip(scales.par_iter_mut())
+        .enumerate()
+        .map(|(r, (d, scale))| {
+            let a = kernel::amax_bits(&src, r * cols, cols);
+            *scale = opts.scale(f32::from_bits(a));
+            kernel::quantize_range(&opts, &src, r * cols, *scale, d);
+            kernel::finite(a)
+        })
+        .reduce(|| true, |a, b| a && b);
+    if !finite {
+        src.check_finite()?;
+    }
+    Ok(())
 }
 
 /// `decode(q[r, c]) * scales[r]` for a row-major `rows x cols` matrix of codes.

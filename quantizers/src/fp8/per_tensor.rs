@@ -3,9 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::options::{amax, check_finite};
-use super::{Fp8Format, Fp8Options};
-use crate::Result;
+use super::options::check_len;
+use super::{Fp8Format, Fp8Options, kernel};
+use crate::{Elements, Result};
 
 /// Elements per parallel work item.
 const CHUNK: usize = 1 << 14;
@@ -15,19 +15,34 @@ const CHUNK: usize = 1 << 14;
 /// Errors: [`crate::QuantError::NonFinite`] on NaN or infinity,
 /// [`crate::QuantError::Unsupported`] for a compute dtype other than F32/BF16/F16.
 pub fn quantize_per_tensor(opts: Fp8Options, src: &[f32]) -> Result<(Vec<u8>, f32)> {
-    opts.validate()?;
-    check_finite(src)?;
-    let a = src.par_chunks(CHUNK).map(amax).reduce(|| 0.0, f32::max);
-    let scale = opts.scale(a);
     let mut out = vec![0u8; src.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| {
-            for (d, &w) in d.iter_mut().zip(s) {
-                *d = opts.quantize(w, scale);
-            }
-        });
+    let scale = quantize_per_tensor_into(opts, Elements::F32(src), &mut out)?;
     Ok((out, scale))
+}
+
+/// [`quantize_per_tensor`] of any [`Elements`] into `codes` (one per element); returns the
+/// scale.
+pub fn quantize_per_tensor_into(
+    opts: Fp8Options,
+    src: Elements<'_>,
+    codes: &mut [u8],
+) -> Result<f32> {
+    opts.validate()?;
+    check_len(opts.format.dtype(), "codes", src.len(), codes.len())?;
+    let n = src.len();
+    let a = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| kernel::amax_bits(&src, c * CHUNK, CHUNK.min(n - c * CHUNK)))
+        .reduce(|| 0, u32::max);
+    if !kernel::finite(a) {
+        src.check_finite()?;
+    }
+    let scale = opts.scale(f32::from_bits(a));
+    codes
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, d)| kernel::quantize_range(&opts, &src, c * CHUNK, scale, d));
+    Ok(scale)
 }
 
 /// `decode(q) * scale` for every code.

@@ -13,6 +13,8 @@
 //!   is any row-major tensor whose last dimension is a multiple of `group`. Scales and biases are
 //!   computed in f32 and rounded (nearest even) to `dtype` once, at the end, as MLX stores them;
 //!   [`MlxQuantized::scales_bytes`] / [`MlxQuantized::biases_bytes`] give the stored bytes.
+//! - [`quantize_into`]`(src, params, dtype, (weight_bytes, scales, biases))`: the same from any
+//!   [`Elements`] (BF16 read in place) into caller buffers.
 //! - [`dequantize`]`(weight, scales, biases, params, dtype)`: `scale * q`, then `+ bias`, each
 //!   rounded to `dtype` (MLX's `multiply` then `add` ops).
 //!
@@ -24,8 +26,9 @@ mod pack;
 use rayon::prelude::*;
 use wharf_core::DType;
 
-use crate::fp8::{check_finite, round_to};
-use crate::{QuantError, Result};
+use crate::elements::{INF_BITS, max_abs_bits};
+use crate::fp8::round_to;
+use crate::{Elements, QuantError, Result};
 
 /// Largest supported group.
 const MAX_GROUP: usize = 128;
@@ -123,31 +126,98 @@ fn check_dtype(dtype: DType) -> Result<()> {
 /// Errors: `Length` if `src.len()` is not a multiple of the group, `NonFinite`, `Unsupported`
 /// for a dtype other than F32/F16/BF16.
 pub fn quantize(src: &[f32], params: MlxParams, dtype: DType) -> Result<MlxQuantized> {
-    check_dtype(dtype)?;
     let groups = group_count(src.len(), params, "src")?;
-    check_finite(src)?;
-    let mut weight = vec![0u32; groups * params.words_per_group()];
+    let mut bytes = vec![0u8; groups * params.words_per_group() * 4];
     let mut scales = vec![0f32; groups];
     let mut biases = vec![0f32; groups];
-    weight
-        .par_chunks_mut(params.words_per_group())
-        .zip(scales.par_iter_mut().zip(biases.par_iter_mut()))
-        .zip(src.par_chunks(params.group))
-        .for_each(|((words, (scale, bias)), group)| {
-            let (s, b) = affine::group_params(group, params.bits);
-            let mut codes = [0u32; MAX_GROUP];
-            let codes = &mut codes[..params.group];
-            affine::group_codes(group, params.bits, s, b, codes);
-            pack::pack(codes, params.bits, words);
-            *scale = round_to(dtype, s);
-            *bias = round_to(dtype, b);
-        });
+    let out = (&mut bytes[..], &mut scales[..], &mut biases[..]);
+    quantize_into(Elements::F32(src), params, dtype, out)?;
+    let weight = bytes
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|c| u32::from_le_bytes(*c))
+        .collect();
     Ok(MlxQuantized {
         weight,
         scales,
         biases,
         dtype,
     })
+}
+
+/// Caller buffers for [`quantize_into`]: the packed words as little-endian bytes, then one
+/// scale and one bias per group (f32 values representable in the storage dtype).
+pub type MlxOut<'a> = (&'a mut [u8], &'a mut [f32], &'a mut [f32]);
+
+/// Groups per parallel work item.
+const TASK_GROUPS: usize = 256;
+
+/// [`quantize`] of any [`Elements`] into caller buffers.
+///
+/// Errors: as [`quantize`], and `Length` for a buffer of the wrong size.
+pub fn quantize_into(
+    src: Elements<'_>,
+    params: MlxParams,
+    dtype: DType,
+    (weight, scales, biases): MlxOut<'_>,
+) -> Result<()> {
+    check_dtype(dtype)?;
+    let groups = group_count(src.len(), params, "src")?;
+    let group_bytes = params.words_per_group() * 4;
+    for (what, want, got) in [
+        ("weight bytes", groups * group_bytes, weight.len()),
+        ("scales", groups, scales.len()),
+        ("biases", groups, biases.len()),
+    ] {
+        if want != got {
+            return Err(length(what, want, got));
+        }
+    }
+    let finite = weight
+        .par_chunks_mut(TASK_GROUPS * group_bytes)
+        .zip(scales.par_chunks_mut(TASK_GROUPS))
+        .zip(biases.par_chunks_mut(TASK_GROUPS))
+        .enumerate()
+        .map(|(t, ((w, s), b))| quantize_groups(&src, t * TASK_GROUPS, params, dtype, (w, s, b)))
+        .reduce(|| true, |a, b| a && b);
+    if !finite {
+        src.check_finite()?;
+    }
+    Ok(())
+}
+
+/// Consecutive groups from group `first` on; false if one holds a NaN or infinity.
+fn quantize_groups(
+    src: &Elements<'_>,
+    first: usize,
+    params: MlxParams,
+    dtype: DType,
+    (weight, scales, biases): MlxOut<'_>,
+) -> bool {
+    let (g, bits, wpg) = (params.group, params.bits, params.words_per_group());
+    let mut vals = [0f32; MAX_GROUP];
+    let mut codes = [0u32; MAX_GROUP];
+    let mut words = [0u32; MAX_GROUP / 4];
+    let (vals, codes, words) = (&mut vals[..g], &mut codes[..g], &mut words[..wpg]);
+    let mut seen = 0;
+    let groups = weight
+        .chunks_exact_mut(wpg * 4)
+        .zip(scales.iter_mut().zip(biases));
+    for (k, (out, (scale, bias))) in groups.enumerate() {
+        src.load((first + k) * g, vals);
+        seen = seen.max(max_abs_bits(vals));
+        let (lo, hi) = affine::min_max(vals);
+        let (s, b) = affine::params(lo, hi, bits);
+        affine::group_codes(vals, bits, s, b, codes);
+        pack::pack(codes, bits, words);
+        for (o, w) in out.chunks_exact_mut(4).zip(words.iter()) {
+            o.copy_from_slice(&w.to_le_bytes());
+        }
+        *scale = round_to(dtype, s);
+        *bias = round_to(dtype, b);
+    }
+    seen < INF_BITS
 }
 
 /// Number of groups in `len` elements, or a `Length` error.
@@ -248,6 +318,38 @@ mod tests {
 
     fn n(bits: u32) -> f32 {
         ((1u32 << bits) - 1) as f32
+    }
+
+    #[test]
+    fn bf16_input_gives_the_result_of_its_f32_values() {
+        let bits: Vec<u16> = (0..64 * 40u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as u16 & 0xBFFF)
+            .collect();
+        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let f32s: Vec<f32> = bits
+            .iter()
+            .map(|&b| f32::from_bits(u32::from(b) << 16))
+            .collect();
+        for (group, bits) in [(64, 4), (32, 3), (128, 8), (64, 2), (32, 6), (64, 5)] {
+            let p = MlxParams::new(group, bits).unwrap();
+            let want = quantize(&f32s, p, DType::BF16).unwrap();
+            let groups = f32s.len() / group;
+            let mut w = vec![0u8; groups * p.words_per_group() * 4];
+            let (mut s, mut b) = (vec![0f32; groups], vec![0f32; groups]);
+            let src = Elements::Bf16(&bytes);
+            quantize_into(src, p, DType::BF16, (&mut w, &mut s, &mut b)).unwrap();
+            let words: Vec<u32> = w
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|c| u32::from_le_bytes(*c))
+                .collect();
+            assert_eq!((words, s, b), (want.weight, want.scales, want.biases));
+        }
+        let mut bad = f32s.clone();
+        bad[100] = f32::NAN;
+        let err = quantize(&bad, MlxParams::DEFAULT, DType::F32).unwrap_err();
+        assert_eq!(err, QuantError::NonFinite { index: 100 });
     }
 
     #[test]
