@@ -14,6 +14,7 @@
 
 mod imatrix_util;
 mod iq4;
+mod kquant_lanes;
 mod kquant_util;
 pub mod mix;
 mod mxfp4;
