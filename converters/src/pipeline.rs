@@ -128,7 +128,7 @@ fn write_one<'s, 'p>(
         Some(enc) if !wharf_core::cast::encodes_from_f32(p.meta.dtype) => {
             // RELIABILITY.md S17: a NaN or infinity would become a NaN scale that poisons a
             // whole block; quantizing refuses it (float conversions carry values as they are).
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            if let Some(i) = wharf_quantizers::first_non_finite(values) {
                 return Err(Error::new(ErrorKind::Unconvertible(format!(
                     "value {} at element {i} is not finite; refusing to quantize it",
                     values.get(i).copied().unwrap_or(f32::NAN)

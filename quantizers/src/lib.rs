@@ -19,3 +19,4 @@ pub mod mlx;
 mod reduce;
 
 pub use error::{QuantError, Result};
+pub use reduce::first_non_finite;
