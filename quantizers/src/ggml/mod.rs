@@ -28,6 +28,7 @@ mod q5_1;
 mod q5_k;
 mod q6_k;
 mod q8_0;
+mod small_int;
 mod tq;
 
 use rayon::prelude::*;
