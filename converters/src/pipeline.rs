@@ -77,7 +77,7 @@ where
         out: &mut [u8],
     ) -> std::result::Result<(), String> {
         let v = f32_values(values);
-        if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+        if let Some(index) = wharf_quantizers::first_non_finite(&v) {
             return Err(refusal(QuantError::NonFinite { index }, values));
         }
         self(meta, &v, out)

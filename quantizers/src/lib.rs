@@ -24,3 +24,4 @@ mod reduce;
 
 pub use elements::Elements;
 pub use error::{QuantError, Result};
+pub use reduce::first_non_finite;

@@ -105,12 +105,10 @@ pub(crate) fn round_to(dtype: DType, x: f32) -> f32 {
 /// Errors on the first NaN or infinity.
 pub(crate) fn check_finite(src: &[f32]) -> Result<()> {
     const CHUNK: usize = 1 << 14;
-    let first = src.par_chunks(CHUNK).enumerate().find_map_first(|(i, c)| {
-        if c.iter().all(|x| x.is_finite()) {
-            return None;
-        }
-        c.iter().position(|x| !x.is_finite()).map(|p| i * CHUNK + p)
-    });
+    let first = src
+        .par_chunks(CHUNK)
+        .enumerate()
+        .find_map_first(|(i, c)| crate::reduce::chunk_non_finite(c).map(|p| i * CHUNK + p));
     match first {
         Some(index) => Err(QuantError::NonFinite { index }),
         None => Ok(()),

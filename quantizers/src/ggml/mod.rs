@@ -14,6 +14,7 @@
 
 mod imatrix_util;
 mod iq4;
+mod kquant_lanes;
 mod kquant_util;
 pub mod mix;
 mod mxfp4;
@@ -27,6 +28,7 @@ mod q5_1;
 mod q5_k;
 mod q6_k;
 mod q8_0;
+mod small_int;
 mod tq;
 
 use rayon::prelude::*;
@@ -149,18 +151,10 @@ fn check_finite(src: &[f32]) -> Result<()> {
     const CHUNK: usize = 1 << 16;
     let bad = src
         .par_chunks(CHUNK)
-        .position_first(|c| c.iter().any(|v| !v.is_finite()));
+        .enumerate()
+        .find_map_first(|(i, c)| crate::reduce::chunk_non_finite(c).map(|p| i * CHUNK + p));
     match bad {
-        Some(chunk) => {
-            let start = chunk * CHUNK;
-            let within = src
-                .get(start..)
-                .and_then(|c| c.iter().position(|v| !v.is_finite()))
-                .unwrap_or(0);
-            Err(QuantError::NonFinite {
-                index: start + within,
-            })
-        }
+        Some(index) => Err(QuantError::NonFinite { index }),
         None => Ok(()),
     }
 }

@@ -8,9 +8,8 @@
 //! `quantize_row_q2_K_impl`.
 
 use super::imatrix_util::{QKX3, make_qp_quants, sum_squares, weights};
-use super::kquant_util::{
-    QkxParams, f16_round, get_f16, make_qkx_quants, nearest_int, pack_2bit, put_f16,
-};
+use super::kquant_lanes::make_qkx_quants_x8;
+use super::kquant_util::{QkxParams, f16_round, get_f16, nearest_int, pack_2bit, put_f16};
 
 const QK: usize = 256;
 const BYTES: usize = 84;
@@ -44,16 +43,17 @@ fn fit_scales_ref(x: &[f32; QK], l: &mut [u8; QK], y: &mut [u8; BYTES]) -> (f32,
         use_mad: true,
     };
     let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
+    let w: [f32; QK] = std::array::from_fn(|i| x[i].abs());
+    // Sixteen sub-blocks of 16: two searches of eight.
+    for (h, (xs, ls)) in x.chunks_exact(128).zip(l.chunks_exact_mut(128)).enumerate() {
+        let (s, m) = make_qkx_quants_x8(&p, xs, &w[128 * h..128 * h + 128], ls);
+        scales[8 * h..8 * h + 8].copy_from_slice(&s);
+        mins[8 * h..8 * h + 8].copy_from_slice(&m);
+    }
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
-        let w: [f32; 16] = std::array::from_fn(|i| xs[i].abs());
-        (scales[j], mins[j]) = make_qkx_quants(&p, xs, &w, ls);
-        max_scale = if scales[j] > max_scale {
-            scales[j]
-        } else {
-            max_scale
-        };
-        max_min = if mins[j] > max_min { mins[j] } else { max_min };
+    for (&s, &m) in scales.iter().zip(&mins) {
+        max_scale = if s > max_scale { s } else { max_scale };
+        max_min = if m > max_min { m } else { max_min };
     }
     if max_scale > 0.0 {
         let iscale = 15.0 / max_scale;
@@ -86,10 +86,15 @@ fn fit_scales_weighted(
     let sigma2 = sum_squares(x) / QK as f32;
     let p = QkxParams { nmax: 3, ..QKX3 };
     let (mut scales, mut mins, mut sw) = ([0f32; 16], [0f32; 16], [0f32; 16]);
-    for (j, (xs, ls)) in x.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
-        let w: [f32; 16] = weights(xs, &qw[16 * j..], sigma2);
-        sw[j] = w.iter().fold(0.0f32, |s, &v| s + v);
-        (scales[j], mins[j]) = make_qkx_quants(&p, xs, &w, ls);
+    let mut w = [0f32; QK];
+    for (j, (ws, xs)) in w.chunks_exact_mut(16).zip(x.chunks_exact(16)).enumerate() {
+        ws.copy_from_slice(&weights::<16>(xs, &qw[16 * j..], sigma2));
+        sw[j] = ws.iter().fold(0.0f32, |s, &v| s + v);
+    }
+    for (h, (xs, ls)) in x.chunks_exact(128).zip(l.chunks_exact_mut(128)).enumerate() {
+        let (s, m) = make_qkx_quants_x8(&p, xs, &w[128 * h..128 * h + 128], ls);
+        scales[8 * h..8 * h + 8].copy_from_slice(&s);
+        mins[8 * h..8 * h + 8].copy_from_slice(&m);
     }
     let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
     let dm = make_qp_quants(15, &scales, &mut ls, &sw);

@@ -8,8 +8,9 @@
 //! `quantize_row_q4_K_impl`.
 
 use super::imatrix_util::{QKX3, make_qp_quants, sum_squares, weights};
+use super::kquant_lanes::make_qkx_quants_x8;
 use super::kquant_util::{
-    QkxParams, get_f16, make_qkx_quants, nearest_int, pack_scale_min_k4, put_f16, scale_min_k4,
+    QkxParams, get_f16, nearest_int, pack_scale_min_k4, put_f16, scale_min_k4,
 };
 
 const QK: usize = 256;
@@ -54,18 +55,16 @@ pub(super) fn fit_scales_ref(x: &[f32; QK], nmax: i32, l: &mut [u8; QK], head: &
             use_mad: false,
         },
     };
-    let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
-    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for (j, (xs, ls)) in x.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
+    let mut w = [0f32; QK];
+    for (ws, xs) in w.chunks_exact_mut(32).zip(x.chunks_exact(32)) {
         let av_x = (sum_squares(xs) / 32.0).sqrt();
-        let w: [f32; 32] = std::array::from_fn(|i| av_x + xs[i].abs());
-        (scales[j], mins[j]) = make_qkx_quants(&p, xs, &w, ls);
-        max_scale = if scales[j] > max_scale {
-            scales[j]
-        } else {
-            max_scale
-        };
-        max_min = if mins[j] > max_min { mins[j] } else { max_min };
+        ws.iter_mut().zip(xs).for_each(|(w, v)| *w = av_x + v.abs());
+    }
+    let (scales, mins) = make_qkx_quants_x8(&p, x, &w, l);
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for (&s, &m) in scales.iter().zip(&mins) {
+        max_scale = if s > max_scale { s } else { max_scale };
+        max_min = if m > max_min { m } else { max_min };
     }
     let inv_scale = if max_scale > 0.0 {
         63.0 / max_scale
@@ -93,12 +92,12 @@ pub(super) fn fit_scales_weighted(
 ) {
     let sigma2 = 2.0 * sum_squares(x) / QK as f32;
     let p = QkxParams { nmax, ..QKX3 };
-    let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
-    for (j, (xs, ls)) in x.chunks_exact(32).zip(l.chunks_exact_mut(32)).enumerate() {
-        let w: [f32; 32] = weights(xs, &qw[32 * j..], sigma2);
-        sw[j] = w.iter().fold(0.0f32, |s, &v| s + v);
-        (scales[j], mins[j]) = make_qkx_quants(&p, xs, &w, ls);
+    let (mut w, mut sw) = ([0f32; QK], [0f32; 8]);
+    for (j, (ws, xs)) in w.chunks_exact_mut(32).zip(x.chunks_exact(32)).enumerate() {
+        ws.copy_from_slice(&weights::<32>(xs, &qw[32 * j..], sigma2));
+        sw[j] = ws.iter().fold(0.0f32, |s, &v| s + v);
     }
+    let (scales, mins) = make_qkx_quants_x8(&p, x, &w, l);
     let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
     let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
     let m_block = make_qp_quants(63, &mins, &mut lm, &sw);

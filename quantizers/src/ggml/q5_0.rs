@@ -7,6 +7,7 @@
 
 use super::imatrix_util::{row_blocks, weights};
 use super::kquant_util::{get_f16, make_qx_quants, put_f16, signed_abs_max};
+use super::small_int::{FAST_MIN_AMAX, floor_small, low_byte};
 
 const QK: usize = 32;
 const BYTES: usize = 22;
@@ -41,11 +42,25 @@ pub(super) fn unpack5(y: &[u8], at: usize) -> [u8; QK] {
 }
 
 fn quantize_block(x: &[f32; QK], y: &mut [u8; BYTES]) {
-    let d = signed_abs_max(x).1 / -16.0;
+    let (amax, max) = signed_abs_max(x);
+    let d = max / -16.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(&mut y[..2], d);
-    let l: [u8; QK] = std::array::from_fn(|j| ((x[j] * id + 16.5) as i32).min(31) as u8);
+    let l = match amax >= FAST_MIN_AMAX {
+        true => quants_fast(x, id),
+        false => quants_cast(x, id),
+    };
     pack5(&l, y, 2);
+}
+
+/// C's `MIN(31, (int8_t)(x * id + 16.5f))` per element.
+fn quants_cast(x: &[f32; QK], id: f32) -> [u8; QK] {
+    std::array::from_fn(|j| ((x[j] * id + 16.5) as i32).min(31) as u8)
+}
+
+/// [`quants_cast`] when `|x * id| <= 16` (within rounding): the sums lie in `(0, 33)`.
+fn quants_fast(x: &[f32; QK], id: f32) -> [u8; QK] {
+    std::array::from_fn(|j| low_byte(floor_small(x[j] * id + 16.5).min(31.0)))
 }
 
 fn quantize_block_weighted(x: &[f32; QK], qw: &[f32; QK], sigma2: f32, y: &mut [u8; BYTES]) {
@@ -77,6 +92,19 @@ mod tests {
     #[test]
     fn q5_0_error_is_within_one_step() {
         check_error_bound(DType::Q5_0, &sample(1024, 6), |amax| amax / 16.0 * 1.01);
+    }
+
+    #[test]
+    fn fast_quants_match_the_casts() {
+        let x = sample(64 * 1024, 11);
+        let scales = [1.0, 1e-3, 1e-20, 3e4];
+        for (b, xb) in x.as_chunks::<QK>().0.iter().enumerate() {
+            let xb = xb.map(|v| v * scales[b % 4]);
+            let (amax, max) = signed_abs_max(&xb);
+            let id = 1.0 / (max / -16.0);
+            assert!(amax >= FAST_MIN_AMAX);
+            assert_eq!(quants_fast(&xb, id), quants_cast(&xb, id), "block {b}");
+        }
     }
 
     proptest! {

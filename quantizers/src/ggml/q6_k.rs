@@ -6,7 +6,8 @@
 //! quantizer: ggml/src/ggml-quants.c `quantize_row_q6_K_ref`; with an importance matrix
 //! `quantize_row_q6_K_impl` (the matrix replaces the `x^2` weights of `make_qx_quants`).
 
-use super::kquant_util::{GROUP_MAX_EPS, get_f16, make_qx_quants, nearest_int, put_f16};
+use super::kquant_lanes::make_qx_quants_x8;
+use super::kquant_util::{GROUP_MAX_EPS, get_f16, nearest_int, put_f16};
 
 const QK: usize = 256;
 const BYTES: usize = 210;
@@ -26,10 +27,13 @@ pub(super) fn quantize_row(x: &[f32], imatrix: Option<&[f32]>, y: &mut [u8]) {
 fn quantize_block(x: &[f32; QK], qw: Option<&[f32]>, y: &mut [u8; BYTES]) {
     let mut l = [0i8; QK];
     let mut scales = [0f32; QK / 16];
+    // Sixteen sub-blocks of 16: two searches of eight.
+    for (h, (xs, ls)) in x.chunks_exact(128).zip(l.chunks_exact_mut(128)).enumerate() {
+        let q = qw.map(|q| &q[128 * h..128 * h + 128]);
+        scales[8 * h..8 * h + 8].copy_from_slice(&make_qx_quants_x8(32, xs, ls, q));
+    }
     let (mut max_scale, mut max_abs) = (0.0f32, 0.0f32);
-    for (ib, (xs, ls)) in x.chunks_exact(16).zip(l.chunks_exact_mut(16)).enumerate() {
-        let scale = make_qx_quants(32, xs, ls, qw.map(|q| &q[16 * ib..16 * ib + 16]));
-        scales[ib] = scale;
+    for &scale in &scales {
         if scale.abs() > max_abs {
             max_abs = scale.abs();
             max_scale = scale;
