@@ -129,6 +129,23 @@ pub(crate) fn max_abs_bits(x: &[f32]) -> u32 {
     lanes.iter().fold(tail, |a, &m| a.max(m)) as u32
 }
 
+/// `n` finite BF16 values spread over many exponents, as stored bytes and as their f32 values
+/// (the BF16 fast paths are tested against the f32 ones on these).
+#[cfg(test)]
+pub(crate) fn bf16_test_values(n: usize) -> (Vec<u8>, Vec<f32>) {
+    // A multiplicative hash's high bits; `& 0xBFFF` clears the exponent's top bit, so no value
+    // is infinite or NaN.
+    let bits: Vec<u16> = (0..n as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as u16 & 0xBFFF)
+        .collect();
+    let bytes = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+    let f32s = bits
+        .iter()
+        .map(|&b| f32::from_bits(u32::from(b) << 16))
+        .collect();
+    (bytes, f32s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,14 +180,7 @@ mod tests {
     #[test]
     fn bf16_input_gives_the_bytes_of_its_f32_values() {
         let (rows, cols) = (300, 200);
-        let bits: Vec<u16> = (0..rows * cols)
-            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 16) as u16 & 0xBFFF)
-            .collect();
-        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
-        let f32s: Vec<f32> = bits
-            .iter()
-            .map(|&b| f32::from_bits(u32::from(b) << 16))
-            .collect();
+        let (bytes, f32s) = crate::elements::bf16_test_values(rows * cols);
         for block in [(128, 128), (32, 48)] {
             let (want_q, want_s) =
                 quantize_blocks(Fp8Options::DEEPSEEK, &f32s, rows, cols, block).unwrap();

@@ -322,14 +322,7 @@ mod tests {
 
     #[test]
     fn bf16_input_gives_the_result_of_its_f32_values() {
-        let bits: Vec<u16> = (0..64 * 40u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as u16 & 0xBFFF)
-            .collect();
-        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
-        let f32s: Vec<f32> = bits
-            .iter()
-            .map(|&b| f32::from_bits(u32::from(b) << 16))
-            .collect();
+        let (bytes, f32s) = crate::elements::bf16_test_values(64 * 40);
         for (group, bits) in [(64, 4), (32, 3), (128, 8), (64, 2), (32, 6), (64, 5)] {
             let p = MlxParams::new(group, bits).unwrap();
             let want = quantize(&f32s, p, DType::BF16).unwrap();
