@@ -420,6 +420,9 @@ impl TensorSource for AnySource {
     fn release(&self, name: &str) {
         self.inner().release(name)
     }
+    fn prefetch(&self, name: &str) {
+        self.inner().prefetch(name)
+    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.inner().meta(name)
     }
