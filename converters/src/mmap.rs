@@ -96,20 +96,6 @@ impl Mapped {
         }
     }
 
-    /// Asks the kernel to start reading `start..start+len` in the background (`MADV_WILLNEED`),
-    /// so a cold file is read ahead of the faults that would otherwise wait for it. Only a hint;
-    /// errors are ignored.
-    pub fn prefetch(&self, start: u64, len: u64) {
-        let (Some(map), Ok(start), Ok(len)) =
-            (&self.map, usize::try_from(start), usize::try_from(len))
-        else {
-            return;
-        };
-        if start.checked_add(len).is_some_and(|end| end <= map.len()) && len > 0 {
-            let _ = map.advise_range(memmap2::Advice::WillNeed, start, len);
-        }
-    }
-
     /// Fails if the file's size or modification time changed since it was opened.
     pub fn ensure_unchanged(&self) -> Result<()> {
         let meta = std::fs::metadata(&self.path).map_err(|e| Error::from(e).in_file(&self.path))?;

@@ -420,9 +420,6 @@ impl TensorSource for AnySource {
     fn release(&self, name: &str) {
         self.inner().release(name)
     }
-    fn prefetch(&self, name: &str) {
-        self.inner().prefetch(name)
-    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.inner().meta(name)
     }

@@ -19,10 +19,6 @@ pub trait TensorSource: Send + Sync {
     /// this process's resident set. Never required for correctness.
     fn release(&self, _name: &str) {}
 
-    /// Hints that `name` will be read soon, so a mapped file can start reading its pages in
-    /// the background. Never required for correctness.
-    fn prefetch(&self, _name: &str) {}
-
     /// Metadata of one tensor.
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.tensors().iter().find(|m| m.name == name)
@@ -59,9 +55,6 @@ impl<T: TensorSource + ?Sized> TensorSource for &T {
     fn release(&self, name: &str) {
         (**self).release(name)
     }
-    fn prefetch(&self, name: &str) {
-        (**self).prefetch(name)
-    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)
     }
@@ -76,9 +69,6 @@ impl<T: TensorSource + ?Sized> TensorSource for Box<T> {
     }
     fn release(&self, name: &str) {
         (**self).release(name)
-    }
-    fn prefetch(&self, name: &str) {
-        (**self).prefetch(name)
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)

@@ -159,12 +159,6 @@ impl TensorSource for GgufFile {
         }
     }
 
-    fn prefetch(&self, name: &str) {
-        if let Ok(t) = self.info(name) {
-            self.map.prefetch(self.data_start + t.offset, t.nbytes);
-        }
-    }
-
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.by_name.get(name).and_then(|&i| self.metas.get(i))
     }

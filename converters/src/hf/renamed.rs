@@ -128,9 +128,6 @@ impl<S: TensorSource> TensorSource for HfRenamed<S> {
     fn release(&self, name: &str) {
         self.inner.release(self.inner_name(name))
     }
-    fn prefetch(&self, name: &str) {
-        self.inner.prefetch(self.inner_name(name))
-    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.to_inner
             .get(name)

@@ -51,7 +51,7 @@ impl Held<'_> {
 /// tensor read, and the buffers the writer has finished with (no fresh zeroed pages per
 /// weight).
 pub(super) struct Maker<'s, 'e, 'p> {
-    pub src: &'s dyn TensorSource,
+    src: &'s dyn TensorSource,
     encoder: Option<&'e dyn Encoder>,
     spare: Receiver<Vec<u8>>,
     last: Last<'s, 'p>,

@@ -44,17 +44,10 @@ pub(super) fn run(
     })
 }
 
-/// The maker's loop: prefetches the next distinct sources, makes each tensor, and stops at
-/// the first error (sent on) or once the writer is gone.
+/// The maker's loop: makes each tensor, and stops at the first error (sent on) or once the
+/// writer is gone.
 fn make_all<'s, 'p>(mut maker: Maker<'s, '_, 'p>, plan: &'p [Planned], tx: &SyncSender<Msg<'s>>) {
-    if let Some(first) = plan.first() {
-        first.from.iter().for_each(|n| maker.src.prefetch(n));
-    }
-    for (i, p) in plan.iter().enumerate() {
-        let next = plan.iter().skip(i + 1).find(|n| n.from != p.from);
-        if let Some(next) = next.filter(|_| i == 0 || plan[i - 1].from != p.from) {
-            next.from.iter().for_each(|n| maker.src.prefetch(n));
-        }
+    for p in plan {
         let mut emit = |b| {
             tx.send(Msg::Bytes(b))
                 .map_err(|_| Error::new(ErrorKind::Output("the writer stopped".into())))

@@ -2,17 +2,15 @@
 //! cast or encoded, and errors on either side that name their tensor and stop both threads.
 
 use std::borrow::Cow;
-use std::sync::Mutex;
 
 use wharf_core::{DType, TensorMeta, TensorSink, TensorSource};
 
 use super::{Planned, run_with};
 
-/// Tensors in memory; remembers which were prefetched.
+/// Tensors in memory.
 struct Mem {
     items: Vec<(TensorMeta, Vec<u8>)>,
     metas: Vec<TensorMeta>,
-    prefetched: Mutex<Vec<String>>,
 }
 
 impl Mem {
@@ -27,11 +25,7 @@ impl Mem {
             })
             .collect();
         let metas = items.iter().map(|(m, _)| m.clone()).collect();
-        Mem {
-            items,
-            metas,
-            prefetched: Mutex::default(),
-        }
+        Mem { items, metas }
     }
 }
 
@@ -45,9 +39,6 @@ impl TensorSource for Mem {
             name: name.to_owned(),
         })?;
         Ok(Cow::Borrowed(b))
-    }
-    fn prefetch(&self, name: &str) {
-        self.prefetched.lock().unwrap().push(name.to_owned());
     }
 }
 
@@ -149,8 +140,6 @@ fn bytes_arrive_in_plan_order_and_progress_follows() {
     run_with(&src, &plan, &mut sink, &mut |i| seen.push(i), Some(&enc)).unwrap();
     assert_eq!(joined(&sink.writes), expected(&src));
     assert_eq!(seen, vec![0, 1, 2, 3]);
-    // The first sources, then each next distinct source once, ahead of its tensor.
-    assert_eq!(*src.prefetched.lock().unwrap(), ["a", "b", "c"]);
 }
 
 #[test]

@@ -229,13 +229,6 @@ impl TensorSource for SafetensorsSource {
         }
     }
 
-    fn prefetch(&self, name: &str) {
-        if let Ok((f, e)) = self.entry(name) {
-            let (a, b) = f.absolute(e);
-            f.map.prefetch(a, b - a);
-        }
-    }
-
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.location.get(name).and_then(|&(fi, ei)| {
             self.files

@@ -259,12 +259,6 @@ impl TensorSource for TorchSource {
         }
     }
 
-    fn prefetch(&self, name: &str) {
-        if let Ok((f, s)) = self.entry(name) {
-            f.map.prefetch(s.start, s.len);
-        }
-    }
-
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         let &(fi, si) = self.location.get(name)?;
         self.files.get(fi)?.slots.get(si).map(|s| &s.meta)

@@ -292,15 +292,6 @@ impl TensorSource for QuantizedView<'_> {
         }
     }
 
-    fn prefetch(&self, name: &str) {
-        match self.get(name).map(|t| &t.storage) {
-            Some(s) => stored_names(name, s)
-                .iter()
-                .for_each(|n| self.src.prefetch(n)),
-            None => self.src.prefetch(name),
-        }
-    }
-
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.by_name.get(name).map(|&i| &self.metas[i])
     }
