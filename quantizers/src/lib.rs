@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod dispatch;
 mod elements;
 mod error;
 pub mod fp8;

@@ -187,8 +187,20 @@ pub fn quantize_into(
     Ok(())
 }
 
-/// Consecutive groups from group `first` on; false if one holds a NaN or infinity.
-fn quantize_groups(
+crate::dispatch::dispatch! {
+    /// Consecutive groups from group `first` on; false if one holds a NaN or infinity.
+    fn quantize_groups(
+        src: &Elements<'_>,
+        first: usize,
+        params: MlxParams,
+        dtype: DType,
+        out: MlxOut<'_>
+    ) -> bool = quantize_groups_body;
+}
+
+/// [`quantize_groups`] as one body for both builds.
+#[inline(always)]
+fn quantize_groups_body(
     src: &Elements<'_>,
     first: usize,
     params: MlxParams,
@@ -343,6 +355,55 @@ mod tests {
         bad[100] = f32::NAN;
         let err = quantize(&bad, MlxParams::DEFAULT, DType::F32).unwrap_err();
         assert_eq!(err, QuantError::NonFinite { index: 100 });
+    }
+
+    /// The dispatched kernel (AVX2 where the CPU has it) against the baseline build of its
+    /// body, on groups with signed zeros, ties, constant runs, wide ranges and non-finite values.
+    #[test]
+    fn dispatched_groups_equal_the_baseline_build() {
+        let mut v: Vec<f32> = (0..128 * 24u32)
+            .map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761) & 0xBF7F_FFFF) * 1e-3)
+            .collect();
+        v[..64].fill(-0.0);
+        v[64..128]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = i as f32 * 0.5 - 7.5);
+        v[128..192].fill(3.25);
+        v[200] = 6e4;
+        let mut bad = v.clone();
+        bad[300] = f32::INFINITY;
+        let bf16: Vec<u8> = v
+            .iter()
+            .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+            .collect();
+        for (group, bits) in [(64, 4), (32, 3), (128, 8), (64, 2), (32, 6), (64, 5)] {
+            let p = MlxParams::new(group, bits).unwrap();
+            for src in [
+                Elements::F32(&v),
+                Elements::Bf16(&bf16),
+                Elements::F32(&bad),
+            ] {
+                let run = |dispatched: bool| {
+                    let groups = src.len() / group;
+                    let mut w = vec![0u8; groups * p.words_per_group() * 4];
+                    let (mut s, mut b) = (vec![0f32; groups], vec![0f32; groups]);
+                    let out = (&mut w[..], &mut s[..], &mut b[..]);
+                    let ok = if dispatched {
+                        quantize_groups(&src, 0, p, DType::BF16, out)
+                    } else {
+                        quantize_groups_body(&src, 0, p, DType::BF16, out)
+                    };
+                    (
+                        ok,
+                        w,
+                        s.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    )
+                };
+                assert_eq!(run(true), run(false), "{group} {bits}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,156 @@
+//! Streaming tensor copy: one output tensor at a time goes from a source to a sink, either as
+//! raw bytes (same storage) or decoded to f32, transformed and re-encoded (`make.rs`), the next
+//! tensor made while the current one is written (`overlap.rs`).
+//!
+//! Peak memory is two output tensors (plus the f32 form of the one being made when it is
+//! transformed), never the model.
+
+mod make;
+mod overlap;
+
+use std::borrow::Cow;
+
+use wharf_core::cast::decode_f32;
+use wharf_core::{TensorMeta, TensorSink, TensorSource};
+use wharf_quantizers::{Elements, QuantError};
+
+use crate::error::{Error, ErrorKind, Result, from_core};
+
+/// A transformation applied to the f32 values of a tensor (row-major, outer-first shape).
+pub type Transform = Box<dyn Fn(&[f32]) -> Vec<f32> + Send + Sync>;
+
+/// How one output tensor is made.
+pub struct Planned {
+    /// The output tensor.
+    pub meta: TensorMeta,
+    /// Source tensors, concatenated in order (one for most tensors; experts for stacks).
+    pub from: Vec<String>,
+    /// Applied to the concatenated f32 values; `None` keeps values as they are.
+    pub transform: Option<Transform>,
+}
+
+impl std::fmt::Debug for Planned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planned")
+            .field("meta", &self.meta)
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+impl Planned {
+    /// `name` copied (or cast to `dtype`) under a new name and shape.
+    pub fn simple(meta: TensorMeta, from: impl Into<String>) -> Self {
+        Planned {
+            meta,
+            from: vec![from.into()],
+            transform: None,
+        }
+    }
+}
+
+/// Makes the bytes of output tensors from their source values: every storage the core casts do
+/// not cover (GGML blocks, FP8 codes, packed words), and any other tensor it claims (the scales
+/// and biases computed with those codes).
+pub trait Encoder: Sync {
+    /// Whether [`Encoder::encode`] writes `meta` (by default: a storage the casts do not cover).
+    fn claims(&self, meta: &TensorMeta) -> bool {
+        !wharf_core::cast::encodes_from_f32(meta.dtype)
+    }
+
+    /// Writes the bytes of `meta` into `out` (exactly `meta.nbytes()` long) from the values of
+    /// its sources: BF16 as stored when the tensor has one BF16 source and no transform, f32
+    /// otherwise. Must refuse NaN and infinity (RELIABILITY.md S17, see [`refusal`]).
+    fn encode(
+        &self,
+        meta: &TensorMeta,
+        values: &Elements<'_>,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String>;
+}
+
+/// A closure over f32 values encodes the storages the casts do not cover (the GGUF writer's
+/// GGML blocks); NaN and infinity are refused before it runs.
+impl<F> Encoder for F
+where
+    F: Fn(&TensorMeta, &[f32], &mut [u8]) -> std::result::Result<(), String> + Sync,
+{
+    fn encode(
+        &self,
+        meta: &TensorMeta,
+        values: &Elements<'_>,
+        out: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        let v = f32_values(values);
+        if let Some(index) = wharf_quantizers::first_non_finite(&v) {
+            return Err(refusal(QuantError::NonFinite { index }, values));
+        }
+        self(meta, &v, out)
+    }
+}
+
+/// `values` as f32, borrowed when they already are.
+pub fn f32_values<'a>(values: &Elements<'a>) -> Cow<'a, [f32]> {
+    match *values {
+        Elements::F32(v) => Cow::Borrowed(v),
+        other => Cow::Owned(other.to_vec()),
+    }
+}
+
+/// An encoder's message for a quantizer error: a NaN or infinity, which would become a NaN
+/// scale that poisons a whole block, is named with its value and position.
+pub fn refusal(e: QuantError, values: &Elements<'_>) -> String {
+    match e {
+        QuantError::NonFinite { index } if index < values.len() => format!(
+            "value {} at element {index} is not finite; refusing to quantize it",
+            values.get(index)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Bytes written per sink call when copying raw storage.
+const CHUNK: usize = 8 << 20;
+
+/// Writes every planned tensor into `sink`, calling `progress(i)` after each.
+pub fn run(
+    src: &dyn TensorSource,
+    plan: &[Planned],
+    sink: &mut dyn TensorSink,
+    progress: &mut dyn FnMut(usize),
+) -> Result<()> {
+    run_with(src, plan, sink, progress, None)
+}
+
+/// [`run`] with an encoder for output storages beyond F32/F16/BF16.
+///
+/// The next tensor is made while the current one is written (see `overlap.rs`); the bytes
+/// written are the same as making and writing one tensor after another.
+pub fn run_with(
+    src: &dyn TensorSource,
+    plan: &[Planned],
+    sink: &mut dyn TensorSink,
+    progress: &mut dyn FnMut(usize),
+    encoder: Option<&dyn Encoder>,
+) -> Result<()> {
+    overlap::run(src, plan, sink, progress, encoder)
+}
+
+/// Decodes one source tensor to f32.
+pub fn read_f32(src: &dyn TensorSource, name: &str) -> Result<Vec<f32>> {
+    let meta = src.require(name).map_err(from_core)?;
+    let n = meta.numel()? as usize;
+    let bytes = src.bytes(name).map_err(from_core)?;
+    let mut out = vec![0f32; n];
+    // GGML blocks (a quantized GGUF read for requantizing) decode through the codecs.
+    let decoded = if wharf_core::cast::decodes_to_f32(meta.dtype) {
+        decode_f32(meta.dtype, &bytes, &mut out).map_err(|e| e.to_string())
+    } else {
+        wharf_quantizers::ggml::dequantize(meta.dtype, &bytes, &mut out).map_err(|e| e.to_string())
+    };
+    decoded.map_err(|e| Error::new(ErrorKind::Unconvertible(e)).in_tensor(name))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

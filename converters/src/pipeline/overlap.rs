@@ -1,0 +1,103 @@
+//! Making and writing overlap: a scoped thread makes tensor i+1 (its kernels on rayon) while
+//! the caller's thread writes tensor i into the sink, so reading, computing and copying into
+//! the page cache no longer wait for one another.
+//!
+//! The hand-off is a rendezvous channel: at most two output tensors are in flight (one being
+//! written, one made and waiting), plus the source values of the one being made. Bytes reach
+//! the sink in plan order, so the output is the same as writing one tensor after another.
+//! An error on either side stops both, names its tensor, and leaves the sink unfinished.
+
+use std::borrow::Cow;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+
+use wharf_core::{TensorSink, TensorSource};
+
+use super::make::Maker;
+use super::{CHUNK, Encoder, Planned};
+use crate::error::{Error, ErrorKind, Result, from_core};
+
+/// What the maker hands the writer, in plan order.
+enum Msg<'s> {
+    /// The next bytes of the current tensor.
+    Bytes(Cow<'s, [u8]>),
+    /// The current tensor is complete.
+    Done,
+    /// Making the current tensor failed (the error names it).
+    Failed(Error),
+}
+
+/// Writes every planned tensor into `sink`, making the next while the current one is written.
+pub(super) fn run(
+    src: &dyn TensorSource,
+    plan: &[Planned],
+    sink: &mut dyn TensorSink,
+    progress: &mut dyn FnMut(usize),
+    encoder: Option<&dyn Encoder>,
+) -> Result<()> {
+    let (tx, rx) = mpsc::sync_channel(0);
+    let (spare_tx, spare_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let maker = Maker::new(src, encoder, spare_rx);
+        s.spawn(move || make_all(maker, plan, &tx));
+        // `rx` is dropped when the writer returns, which stops a maker blocked on a send.
+        write_all(src, plan, sink, progress, rx, &spare_tx)
+    })
+}
+
+/// The maker's loop: makes each tensor, and stops at the first error (sent on) or once the
+/// writer is gone.
+fn make_all<'s, 'p>(mut maker: Maker<'s, '_, 'p>, plan: &'p [Planned], tx: &SyncSender<Msg<'s>>) {
+    for p in plan {
+        let mut emit = |b| {
+            tx.send(Msg::Bytes(b))
+                .map_err(|_| Error::new(ErrorKind::Output("the writer stopped".into())))
+        };
+        let msg = match maker.make(p, &mut emit) {
+            Ok(()) => Msg::Done,
+            Err(e) => Msg::Failed(e.in_tensor(&p.meta.name)),
+        };
+        let failed = matches!(msg, Msg::Failed(_));
+        if tx.send(msg).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The writer's loop, on the caller's thread: writes each tensor's pieces in order, gives
+/// owned buffers back, releases sources no later tensor reads next, reports progress.
+fn write_all<'s>(
+    src: &'s dyn TensorSource,
+    plan: &[Planned],
+    sink: &mut dyn TensorSink,
+    progress: &mut dyn FnMut(usize),
+    rx: Receiver<Msg<'s>>,
+    spare: &Sender<Vec<u8>>,
+) -> Result<()> {
+    for (i, p) in plan.iter().enumerate() {
+        let name = p.meta.name.as_str();
+        loop {
+            match rx.recv() {
+                Ok(Msg::Bytes(bytes)) => {
+                    for chunk in bytes.chunks(CHUNK) {
+                        let w = sink.write(name, chunk);
+                        w.map_err(|e| from_core(e).in_tensor(name))?;
+                    }
+                    if let Cow::Owned(buf) = bytes {
+                        let _ = spare.send(buf);
+                    }
+                }
+                Ok(Msg::Done) => break,
+                Ok(Msg::Failed(e)) => return Err(e),
+                Err(_) => {
+                    let e = Error::new(ErrorKind::Output("the tensor maker stopped".into()));
+                    return Err(e.in_tensor(name));
+                }
+            }
+        }
+        if plan.get(i + 1).is_none_or(|n| n.from != p.from) {
+            p.from.iter().for_each(|n| src.release(n));
+        }
+        progress(i);
+    }
+    Ok(())
+}
