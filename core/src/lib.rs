@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod cast;
+mod dispatch;
 mod dtype;
 mod error;
 pub mod model;

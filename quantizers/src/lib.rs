@@ -14,7 +14,6 @@
 
 #![warn(missing_docs)]
 
-mod dispatch;
 mod elements;
 mod error;
 pub mod fp8;

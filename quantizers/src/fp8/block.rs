@@ -68,7 +68,7 @@ pub fn quantize_blocks_into(
     Ok(())
 }
 
-crate::dispatch::dispatch! {
+wharf_core::avx2_dispatch! {
     /// One strip of `block.0` rows (fewer at the bottom edge) starting at element `start`;
     /// false if it holds a NaN or infinity (its codes are then meaningless).
     fn quantize_strip(

@@ -187,7 +187,7 @@ pub fn quantize_into(
     Ok(())
 }
 
-crate::dispatch::dispatch! {
+wharf_core::avx2_dispatch! {
     /// Consecutive groups from group `first` on; false if one holds a NaN or infinity.
     fn quantize_groups(
         src: &Elements<'_>,

@@ -49,28 +49,7 @@ pub fn kernel(dtype: DType) -> Option<RowDot> {
     }
 }
 
-/// Defines `$vis fn $name(args) -> ret` running `$body` compiled for AVX2 when the CPU has it
-/// and for the baseline target otherwise. `$body` must be `#[inline(always)]`.
-macro_rules! dispatch {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),*) -> $r:ty = $body:path;) => {
-        $(#[$m])*
-        $vis fn $name($($a: $t),*) -> $r {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                fn avx2($($a: $t),*) -> $r {
-                    $body($($a),*)
-                }
-                // SAFETY: the CPU supports AVX2, checked on the line above; `avx2` is safe
-                // code otherwise.
-                #[allow(unsafe_code)]
-                return unsafe { avx2($($a),*) };
-            }
-            $body($($a),*)
-        }
-    };
-}
-pub(crate) use dispatch;
+pub(crate) use wharf_core::avx2_dispatch as dispatch;
 
 /// `acc[l] += weight(l) * x[l]` for the [`LANES`] elements of one chunk: a separate multiply
 /// and add (never fused).

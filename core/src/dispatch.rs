@@ -1,12 +1,14 @@
-//! Runtime CPU dispatch for the hot loops: the same `#[inline(always)]` body compiled for AVX2
-//! when the CPU has it, and for the baseline target otherwise (the pattern of
-//! `reference/src/qdot`). Only AVX2 is enabled — never FMA — and the bodies are plain lane
-//! loops with no reassociation, so both builds give the same bits; each user tests its
-//! dispatched entry point against the baseline build of its body.
+//! Runtime CPU dispatch for hot loops, shared by the quantizers and the reference pass.
 
 /// Defines `$vis fn $name(args) -> ret` running `$body` compiled for AVX2 when the CPU has it
-/// and for the baseline target otherwise. `$body` must be `#[inline(always)]`.
-macro_rules! dispatch {
+/// and for the baseline target otherwise. `$body` must be `#[inline(always)]` so that each build
+/// gets its own copy.
+///
+/// Only AVX2 is enabled, never FMA, so a body of plain lane loops with no reassociation gives the
+/// same bits in both builds; each user tests its dispatched entry point against the baseline
+/// build of its body.
+#[macro_export]
+macro_rules! avx2_dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),*) -> $r:ty = $body:path;) => {
         $(#[$m])*
         $vis fn $name($($a: $t),*) -> $r {
@@ -25,4 +27,3 @@ macro_rules! dispatch {
         }
     };
 }
-pub(crate) use dispatch;
