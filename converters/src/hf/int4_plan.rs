@@ -44,12 +44,12 @@ enum Part {
 /// weight is quantized once.
 type Cache = Arc<Mutex<HashMap<String, CtPacked>>>;
 
-/// Takes one part of `base`'s cached quantization, or quantizes `v` again (a tensor planned
-/// before its codes, or a cache that could not be locked).
+/// Takes one part of `base`'s cached quantization, or quantizes `values` again (a tensor planned
+/// before its codes, or a cache that could not be locked); they are widened to f32 only then.
 fn take<T: Default>(
     cache: &Cache,
     base: &str,
-    v: &[f32],
+    values: &Elements<'_>,
     job: Job,
     part: fn(&mut CtPacked) -> T,
 ) -> T {
@@ -62,7 +62,7 @@ fn take<T: Default>(
         Some(got)
     });
     hit.unwrap_or_else(|| {
-        quantize_pack(v, job.rows, job.cols, job.params)
+        quantize_pack(&f32_values(values), job.rows, job.cols, job.params)
             .map(|mut q| part(&mut q))
             .unwrap_or_default()
     })
@@ -113,13 +113,16 @@ impl Encoder for Int4Plan {
                 }
                 packed.iter().flat_map(|x| x.to_le_bytes()).collect()
             }
-            Some(Part::ZeroPoint(j)) => {
-                let v = f32_values(values);
-                take(&self.cache, base_name(&meta.name), &v, *j, zero_point_part)
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect()
-            }
+            Some(Part::ZeroPoint(j)) => take(
+                &self.cache,
+                base_name(&meta.name),
+                values,
+                *j,
+                zero_point_part,
+            )
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
             Some(Part::Shape(j)) => [j.rows as i64, j.cols as i64]
                 .iter()
                 .flat_map(|x| x.to_le_bytes())
@@ -187,7 +190,7 @@ pub fn plan_int4(src: &dyn TensorSource, config: &Value, symmetric: bool) -> Res
             meta: TensorMeta::new(scale, m.dtype, [rows as u64, groups]),
             from: vec![m.name.clone()],
             transform: Some(Box::new(move |v: &[f32]| {
-                take(&c, &key, v, job, scale_part)
+                take(&c, &key, &Elements::F32(v), job, scale_part)
             })),
         });
         if !symmetric {
