@@ -10,17 +10,17 @@
 //! `rint` rounds half to even (the CPU kernel; Metal rounds half away from zero).
 
 /// MLX's floor on the scale magnitude.
-const EPS: f32 = 1e-7;
+pub(super) const EPS: f32 = 1e-7;
 
 /// C++ `std::max(a, b)`: `a` unless `a < b`.
 #[inline(always)]
-fn cxx_max(a: f32, b: f32) -> f32 {
+pub(super) fn cxx_max(a: f32, b: f32) -> f32 {
     if a < b { b } else { a }
 }
 
 /// C++ `std::min(a, b)`: `a` unless `b < a`.
 #[inline(always)]
-fn cxx_min(a: f32, b: f32) -> f32 {
+pub(super) fn cxx_min(a: f32, b: f32) -> f32 {
     if b < a { b } else { a }
 }
 
@@ -30,44 +30,14 @@ pub(super) fn n_bins(bits: u32) -> f32 {
 }
 
 /// 2^23: adding it to a value in `[0, 2^23)` rounds that value to an integer (nearest even).
-const MAGIC: f32 = 8_388_608.0;
-
-/// `(min, max)` of a group, eight running lanes at a time so that the loop vectorises.
-///
-/// With no NaN (callers refuse them) minimum and maximum are exact, so only the sign of a zero
-/// result can depend on the order; [`params`] gives the same scale and bias for either sign.
-#[inline(always)]
-pub(super) fn min_max(group: &[f32]) -> (f32, f32) {
-    let mut lo = [f32::INFINITY; 8];
-    let mut hi = [f32::NEG_INFINITY; 8];
-    let (chunks, rest) = group.as_chunks::<8>();
-    // Two passes: in one loop the vectoriser paired each lane's min with its max in one
-    // register (blends and inserts) instead of eight mins and eight maxes side by side.
-    for c in chunks {
-        for l in 0..8 {
-            lo[l] = cxx_min(lo[l], c[l]);
-        }
-    }
-    for c in chunks {
-        for l in 0..8 {
-            hi[l] = cxx_max(hi[l], c[l]);
-        }
-    }
-    for &w in rest {
-        lo[0] = cxx_min(lo[0], w);
-        hi[0] = cxx_max(hi[0], w);
-    }
-    let lo = lo.iter().fold(f32::INFINITY, |a, &b| cxx_min(a, b));
-    let hi = hi.iter().fold(f32::NEG_INFINITY, |a, &b| cxx_max(a, b));
-    (lo, hi)
-}
+pub(super) const MAGIC: f32 = 8_388_608.0;
 
 /// `(scale, bias)` of a group whose extremes are `w_min` and `w_max`, in f32 (before rounding
 /// to the storage dtype).
 ///
 /// A zero extreme enters only through `|.|`, through `w_max - w_min` next to a non-zero other
 /// extreme, or (both zero) as an edge that gives `q0 = 0` and bias `0.0`: its sign never shows.
-#[inline(always)]
+#[cfg(test)]
 pub(super) fn params(w_min: f32, w_max: f32, bits: u32) -> (f32, f32) {
     let mask = w_min.abs() > w_max.abs();
     let mut scale = cxx_max((w_max - w_min) / n_bins(bits), EPS);
@@ -89,7 +59,7 @@ pub(super) fn params(w_min: f32, w_max: f32, bits: u32) -> (f32, f32) {
 /// odd top rounds down to it or, at a tie, up past it and is clamped back), and a clamped value
 /// rounds with one add of 2^23 that also leaves the integer in the low bits: no libm `rint`,
 /// no branch. The quotient is never NaN for finite input (it may be infinite, and is clamped).
-#[inline(always)]
+#[cfg(test)]
 pub(super) fn group_codes(group: &[f32], bits: u32, scale: f32, bias: f32, out: &mut [u32]) {
     let top = n_bins(bits);
     for (q, &w) in out.iter_mut().zip(group) {
@@ -122,7 +92,8 @@ mod tests {
     }
 
     fn fast(group: &[f32], bits: u32) -> (f32, f32, Vec<u32>) {
-        let (lo, hi) = min_max(group);
+        let lo = group.iter().fold(f32::INFINITY, |a, &b| cxx_min(a, b));
+        let hi = group.iter().fold(f32::NEG_INFINITY, |a, &b| cxx_max(a, b));
         let (scale, bias) = params(lo, hi, bits);
         let mut codes = vec![0; group.len()];
         group_codes(group, bits, scale, bias, &mut codes);

@@ -21,12 +21,14 @@
 //! Parallel over groups with rayon; results do not depend on the thread count.
 
 mod affine;
+mod lanes;
+#[cfg(test)]
+mod lanes_tests;
 mod pack;
 
 use rayon::prelude::*;
 use wharf_core::DType;
 
-use crate::elements::{INF_BITS, max_abs_bits};
 use crate::fp8::round_to;
 use crate::{Elements, QuantError, Result};
 
@@ -198,38 +200,24 @@ wharf_core::avx2_dispatch! {
     ) -> bool = quantize_groups_body;
 }
 
-/// [`quantize_groups`] as one body for both builds.
+/// [`quantize_groups`] as one body for both builds: the kernel for this bit width.
 #[inline(always)]
 fn quantize_groups_body(
     src: &Elements<'_>,
     first: usize,
     params: MlxParams,
     dtype: DType,
-    (weight, scales, biases): MlxOut<'_>,
+    out: MlxOut<'_>,
 ) -> bool {
-    let (g, bits, wpg) = (params.group, params.bits, params.words_per_group());
-    let mut vals = [0f32; MAX_GROUP];
-    let mut codes = [0u32; MAX_GROUP];
-    let mut words = [0u32; MAX_GROUP / 4];
-    let (vals, codes, words) = (&mut vals[..g], &mut codes[..g], &mut words[..wpg]);
-    let mut seen = 0;
-    let groups = weight
-        .chunks_exact_mut(wpg * 4)
-        .zip(scales.iter_mut().zip(biases));
-    for (k, (out, (scale, bias))) in groups.enumerate() {
-        src.load((first + k) * g, vals);
-        seen = seen.max(max_abs_bits(vals));
-        let (lo, hi) = affine::min_max(vals);
-        let (s, b) = affine::params(lo, hi, bits);
-        affine::group_codes(vals, bits, s, b, codes);
-        pack::pack(codes, bits, words);
-        for (o, w) in out.chunks_exact_mut(4).zip(words.iter()) {
-            o.copy_from_slice(&w.to_le_bytes());
-        }
-        *scale = round_to(dtype, s);
-        *bias = round_to(dtype, b);
+    let runs = params.group / 8;
+    match params.bits {
+        2 => lanes::quantize_groups::<2>(src, first, runs, dtype, out),
+        3 => lanes::quantize_groups::<3>(src, first, runs, dtype, out),
+        4 => lanes::quantize_groups::<4>(src, first, runs, dtype, out),
+        5 => lanes::quantize_groups::<5>(src, first, runs, dtype, out),
+        6 => lanes::quantize_groups::<6>(src, first, runs, dtype, out),
+        _ => lanes::quantize_groups::<8>(src, first, runs, dtype, out),
     }
-    seen < INF_BITS
 }
 
 /// Number of groups in `len` elements, or a `Length` error.

@@ -2,9 +2,49 @@
 //! `u32` words. For 3, 5 and 6 bits a code can straddle two words (MLX writes 8 codes into
 //! 3 or 5 bytes, or 4 codes into 3 bytes, which is the same stream).
 
-/// Packs `codes` (each below `2^bits`) into `out`, which must hold `codes.len() * bits / 32`
-/// words; `codes.len() * bits` must be a multiple of 32.
+/// Packs runs of eight codes (each below `2^B`, one a byte) into `out`, `B` bytes a run: the
+/// group's bit stream.
+///
+/// Read as a little-endian `u64`, a run holds code `i` at bit `8 i`; three steps close the
+/// gaps, in every 16-bit, then 32-bit, then the whole 64-bit unit moving the upper half down to
+/// sit right above the lower half's bits (by 8 - `B`, then 16 - 2`B`, then 32 - 4`B` places),
+/// as a bit stream lays the codes out (code `i` at bit `B i`).
 #[inline(always)]
+pub(super) fn pack_runs<const B: usize>(runs: &[[u8; 8]], out: &mut [u8]) {
+    let (outs, _) = out.as_chunks_mut::<B>();
+    for (o, run) in outs.iter_mut().zip(runs) {
+        let p = u64::from_le_bytes(*run);
+        let p = close::<16>(p, 8 - B);
+        let p = close::<32>(p, 16 - 2 * B);
+        let p = close::<64>(p, 32 - 4 * B);
+        o.copy_from_slice(&p.to_le_bytes()[..B]);
+    }
+}
+
+/// In every `UNIT`-bit unit of `p`, the upper half shifted down by `gap` and joined to the
+/// lower half.
+#[inline(always)]
+fn close<const UNIT: u32>(p: u64, gap: usize) -> u64 {
+    let low = low_halves(UNIT);
+    (p & low) | ((p & !low) >> gap)
+}
+
+/// The lower half of every `unit`-bit unit of a `u64`.
+const fn low_halves(unit: u32) -> u64 {
+    let half = (1u64 << (unit / 2)) - 1;
+    let mut mask = 0;
+    let mut at = 0;
+    while at < 64 {
+        mask |= half << at;
+        at += unit;
+    }
+    mask
+}
+
+/// Packs `codes` (each below `2^bits`) into `out`, which must hold `codes.len() * bits / 32`
+/// words; `codes.len() * bits` must be a multiple of 32. The plain bit stream, the reference
+/// for [`pack_bytes`].
+#[cfg(test)]
 pub(super) fn pack(codes: &[u32], bits: u32, out: &mut [u32]) {
     match bits {
         2 => pack_whole::<2>(codes, out),
@@ -16,7 +56,7 @@ pub(super) fn pack(codes: &[u32], bits: u32, out: &mut [u32]) {
 
 /// [`pack`] for a width that divides 32: word `w` is codes `w * n .. (w + 1) * n`, code `i`
 /// at bit `BITS * i`, with no carry between words (a loop that vectorises).
-#[inline(always)]
+#[cfg(test)]
 fn pack_whole<const BITS: u32>(codes: &[u32], out: &mut [u32]) {
     let n = (32 / BITS) as usize;
     for (w, c) in out.iter_mut().zip(codes.chunks_exact(n)) {
@@ -28,6 +68,7 @@ fn pack_whole<const BITS: u32>(codes: &[u32], out: &mut [u32]) {
 }
 
 /// [`pack`] for any width, as one bit stream.
+#[cfg(test)]
 fn pack_stream(codes: &[u32], bits: u32, out: &mut [u32]) {
     let mut acc: u64 = 0;
     let mut filled = 0;
