@@ -1,7 +1,7 @@
 //! The MLX kernel eight groups at a time.
 //!
-//! Each group's extremes come from [`affine::min_max`]; the eight `(min, max)` pairs then go
-//! through [`params_x8`] together, one group per SIMD lane, with the branches of
+//! Each group's extremes come from [`min_max`] (eight running lanes); the eight `(min, max)`
+//! pairs then go through [`params_x8`] together, one group per SIMD lane, with the branches of
 //! `affine::params` as selects: the same f32 operations on the same operands, so each lane is
 //! bit for bit the scalar result (the tests compare them). The codes of each group are computed
 //! as one byte each and packed eight at a time ([`pack::pack_bytes`]).
