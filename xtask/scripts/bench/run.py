@@ -22,17 +22,24 @@ def loadavg():
 
 def timed(cmd, env=None, ok=(0,), cwd=None):
     """Runs `cmd` under GNU time: (seconds, peak RSS bytes, stdout, returncode)."""
+    r = timed_cpu(cmd, env=env, ok=ok, cwd=cwd)
+    return r["secs"], r["rss"], r["stdout"], r["rc"]
+
+
+def timed_cpu(cmd, env=None, ok=(0,), cwd=None):
+    """Runs `cmd` under GNU time: wall `secs`, `cpu` (user + system seconds), peak `rss` bytes,
+    `stdout` and `rc`."""
     cmd = [str(c) for c in cmd]
     full_env = dict(os.environ, **(env or {}))
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        p = subprocess.run([TIME, "-f", "%e %M", "-o", t.name, *cmd], capture_output=True, text=True,
+        p = subprocess.run([TIME, "-f", "%e %U %S %M", "-o", t.name, *cmd], capture_output=True, text=True,
                            env=full_env, cwd=cwd)
         fields = t.read().split()
     if p.returncode not in ok:
         raise Fail(f"{' '.join(cmd[:6])} ... exited {p.returncode}:\n{p.stderr[-2000:]}")
     # GNU time prints "Command exited with non-zero status N" first when N != 0.
-    secs, kb = float(fields[-2]), int(fields[-1])
-    return secs, kb * 1024, p.stdout, p.returncode
+    secs, user, sys_, kb = (float(f) for f in fields[-4:])
+    return {"secs": secs, "cpu": user + sys_, "rss": int(kb) * 1024, "stdout": p.stdout, "rc": p.returncode}
 
 
 def log(msg):
