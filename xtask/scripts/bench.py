@@ -268,7 +268,10 @@ class Bench:
         runs[f"out {scheme}"] = written
         self.evict(d)
         floor = [self.py, HERE / "bench" / "io_floor.py", self.work / f"{label}-{scheme}.floor", written, *files]
-        f = timed_cpu(floor)
+        try:
+            f = timed_cpu(floor)
+        finally:
+            (self.work / f"{label}-{scheme}.floor").unlink(missing_ok=True)
         runs.setdefault(f"floor {scheme}", []).append((f["secs"], f["rss"], f["cpu"]))
 
     # ---------------------------------------------------------------- 5

@@ -2,19 +2,23 @@
 
     io_floor.py OUT_FILE OUT_BYTES SRC...
 
-Reads every SRC in order, 8 MiB at a time, and writes the bytes it read to OUT_FILE until
-OUT_BYTES are written (wharf's output size for the same input), then fsyncs and deletes it.
-Like wharf, it starts writeback every 32 MiB (sync_file_range on Linux), so the final fsync has
-little left to wait for. So it reads what wharf reads and writes as much as wharf writes, durably, interleaved the way
-a streaming tool interleaves them. `cat SRC > /dev/null` only reads: on a disk whose reads and
-writes share one budget, no tool that writes its output can reach cat's time.
+Reads every SRC in order, 8 MiB at a time on a reader thread, and writes the bytes it read to OUT_FILE until
+OUT_BYTES are written (wharf's output size for the same input), then fsyncs it. The caller
+deletes it, untimed, as it deletes wharf's output. Like wharf, it starts writeback every 32 MiB
+(sync_file_range on Linux), so the final fsync has little left to wait for. So it reads what
+wharf reads and writes as much as wharf writes, durably, interleaved the way a streaming tool
+interleaves them. `cat SRC > /dev/null` only reads: on a disk whose reads and writes share one
+budget, no tool that writes its output can reach cat's time.
 """
 
 import ctypes
 import os
 import sys
+import threading
+from queue import Queue
 
 CHUNK = 8 << 20
+BUFFERS = 4
 WRITEBACK_EVERY = 32 << 20
 SYNC_FILE_RANGE_WRITE = 2
 
@@ -29,29 +33,48 @@ def writeback_starter():
     return lambda fd: f(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
+def chunks(srcs, free, full):
+    """The reader thread: fills buffers from `free` with every SRC's bytes in order, hands them
+    on through `full`, then None. The GIL is released while a read waits for the disk, so
+    reading overlaps the writes; buffers are reused, so no fresh pages are touched per chunk."""
+    for src in srcs:
+        with open(src, "rb", buffering=0) as f:
+            while True:
+                buf = free.get()
+                n = f.readinto(buf)
+                if not n:
+                    free.put(buf)
+                    break
+                full.put((buf, n))
+    full.put(None)
+
+
 def main():
     out, want, srcs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    free, full = Queue(), Queue()
+    for _ in range(BUFFERS):
+        free.put(bytearray(CHUNK))
+    reader = threading.Thread(target=chunks, args=(srcs, free, full), daemon=True)
+    reader.start()
     start_writeback = writeback_starter()
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     written = kicked = 0
     try:
-        for src in srcs:
-            with open(src, "rb", buffering=0) as f:
-                while n := f.readinto(buf):
-                    take = min(n, want - written)
-                    if take > 0:
-                        written += os.write(fd, view[:take])
-                    if written - kicked >= WRITEBACK_EVERY:
-                        start_writeback(fd)
-                        kicked = written
-        while written < want:  # an output larger than its source: write the last chunk again
-            written += os.write(fd, view[: min(CHUNK, want - written)])
+        while (item := full.get()) is not None:
+            buf, n = item
+            if written < want:
+                written += os.write(fd, memoryview(buf)[: min(n, want - written)])
+            free.put(buf)
+            if written - kicked >= WRITEBACK_EVERY:
+                start_writeback(fd)
+                kicked = written
+        zeros = memoryview(bytes(CHUNK)) if written < want else None
+        while written < want:  # an output larger than its source: zeros for the rest
+            written += os.write(fd, zeros[: want - written])
         os.fsync(fd)
     finally:
         os.close(fd)
-        os.unlink(out)
+    reader.join()
 
 
 if __name__ == "__main__":
