@@ -29,7 +29,7 @@ WENV = {"RAYON_NUM_THREADS": "2"}
 
 
 def median(runs):
-    """The median (seconds, peak RSS) of a list of runs, by seconds."""
+    """The median run (seconds, peak RSS, CPU seconds) of a list of runs, by seconds."""
     ordered = sorted(runs)
     return ordered[len(ordered) // 2]
 
@@ -193,7 +193,9 @@ class Bench:
         """Cold-ish runs are noisy on a shared virtual disk, so each input gets several rounds;
         in each round every tool runs once, in turn, with the source evicted first, and the
         tables report medians. The I/O floor reads the same source and writes as many bytes as
-        wharf wrote, durably (bench/io_floor.py): the time no streaming tool can beat here."""
+        wharf wrote, durably, computing nothing (bench/io_floor.py): a plain streaming copier's
+        time for the same I/O. wharf can beat it (its reads are page faults on another thread
+        than its writes), but a ratio well below 1 means compute or poor overlap is showing."""
         lines, rows = [], []
         bw = self.bandwidth()
         rounds = 5 if self.args.quick else 3
