@@ -4,7 +4,7 @@
 //! pairs then go through [`params_x8`] together, one group per SIMD lane, with the branches of
 //! `affine::params` as selects: the same f32 operations on the same operands, so each lane is
 //! bit for bit the scalar result (the tests compare them). The codes of each group are computed
-//! as one byte each and packed eight at a time ([`pack::pack_bytes`]).
+//! as one byte each and packed eight at a time ([`pack::pack_runs`]).
 //!
 //! The bit width `B` is a constant, so the packing steps are shifts and masks by constants.
 
@@ -45,7 +45,7 @@ pub(super) fn params_x8(lo: Lanes, hi: Lanes, bits: u32) -> (Lanes, Lanes) {
 const CODE_BITS: u32 = MAGIC.to_bits() | 0xFF;
 
 /// Runs of eight values in the largest group.
-pub(super) const MAX_RUNS: usize = 16;
+pub(super) const MAX_RUNS: usize = super::MAX_GROUP / LANES;
 
 /// `(min, max)` of a group given as runs of eight: eight running lanes, then halves folded
 /// together.

@@ -43,7 +43,7 @@ const fn low_halves(unit: u32) -> u64 {
 
 /// Packs `codes` (each below `2^bits`) into `out`, which must hold `codes.len() * bits / 32`
 /// words; `codes.len() * bits` must be a multiple of 32. The plain bit stream, the reference
-/// for [`pack_bytes`].
+/// for [`pack_runs`].
 #[cfg(test)]
 pub(super) fn pack(codes: &[u32], bits: u32, out: &mut [u32]) {
     match bits {
