@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use memmap2::Mmap;
+use wharf_core::Access;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -68,31 +69,37 @@ impl Mapped {
         &self.path
     }
 
-    /// Drops the pages of `start..start+len` from this process's resident set (the page cache
-    /// keeps them). Only a hint; errors are ignored.
-    pub fn release(&self, start: u64, len: u64) {
+    /// Passes a hint about `start..start+len` to the OS (see [`Access`]): for `Soon`, start
+    /// reading it into the page cache (`MADV_WILLNEED` queues the reads and returns); for
+    /// `Done`, drop its pages from this process's resident set (the page cache keeps them).
+    /// Only a hint; errors are ignored.
+    pub fn advise(&self, start: u64, len: u64, access: Access) {
         let (Some(map), Ok(start), Ok(len)) =
             (&self.map, usize::try_from(start), usize::try_from(len))
         else {
             return;
         };
-        let page = 4096;
-        let aligned = start / page * page;
-        let Some(end) = start.checked_add(len) else {
+        let Some(end) = start.checked_add(len).filter(|&e| e <= map.len()) else {
             return;
         };
-        if end > map.len() || end <= aligned {
+        if start == end {
             return;
         }
-        // SAFETY: MADV_DONTNEED on a read-only file mapping only discards cached pages; a later
-        // access re-reads them from the file, so no data the program relies on is lost.
-        #[allow(unsafe_code)]
-        unsafe {
-            let _ = map.unchecked_advise_range(
-                memmap2::UncheckedAdvice::DontNeed,
-                aligned,
-                end - aligned,
-            );
+        match access {
+            Access::Soon => {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+            }
+            // SAFETY: MADV_DONTNEED on a read-only file mapping only discards this process's
+            // mappings of cached pages; a later access re-reads them from the file, so no data
+            // the program relies on is lost.
+            #[allow(unsafe_code)]
+            Access::Done => unsafe {
+                let _ = map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                );
+            },
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use wharf_core::model::ModelSpec;
-use wharf_core::{TensorMeta, TensorSource};
+use wharf_core::{Access, TensorMeta, TensorSource};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::{GgufFile, MAGIC};
@@ -417,8 +417,8 @@ impl TensorSource for AnySource {
     fn bytes(&self, name: &str) -> wharf_core::Result<Cow<'_, [u8]>> {
         self.inner().bytes(name)
     }
-    fn release(&self, name: &str) {
-        self.inner().release(name)
+    fn advise(&self, name: &str, access: Access) {
+        self.inner().advise(name, access)
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.inner().meta(name)

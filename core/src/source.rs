@@ -4,6 +4,17 @@ use std::borrow::Cow;
 
 use crate::{Error, Result, TensorMeta};
 
+/// What a caller will do next with a tensor's stored bytes: a hint for [`TensorSource::advise`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// They will be read soon: a mapped source starts reading the first of them from the disk
+    /// now, so the reader does not wait for it.
+    Soon,
+    /// Done with them for now: their pages may leave this process's resident set (the page
+    /// cache keeps them; a later read faults them back in).
+    Done,
+}
+
 /// Something that holds named tensors: a checkpoint file, a sharded folder, a converted view.
 ///
 /// `bytes` borrows when the storage is memory-mapped and owns when the tensor had to be built
@@ -15,9 +26,10 @@ pub trait TensorSource: Send + Sync {
     /// The stored bytes of one tensor, exactly `meta.nbytes()` long.
     fn bytes(&self, name: &str) -> Result<Cow<'_, [u8]>>;
 
-    /// Hints that the caller is done with `name` for now, so mapped pages can be dropped from
-    /// this process's resident set. Never required for correctness.
-    fn release(&self, _name: &str) {}
+    /// Hints what the caller will do with `name`'s stored bytes next (see [`Access`]), so a
+    /// mapped source can start reading them early or drop their pages. Never required for
+    /// correctness.
+    fn advise(&self, _name: &str, _access: Access) {}
 
     /// Metadata of one tensor.
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
@@ -52,8 +64,8 @@ impl<T: TensorSource + ?Sized> TensorSource for &T {
     fn bytes(&self, name: &str) -> Result<Cow<'_, [u8]>> {
         (**self).bytes(name)
     }
-    fn release(&self, name: &str) {
-        (**self).release(name)
+    fn advise(&self, name: &str, access: Access) {
+        (**self).advise(name, access)
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)
@@ -67,8 +79,8 @@ impl<T: TensorSource + ?Sized> TensorSource for Box<T> {
     fn bytes(&self, name: &str) -> Result<Cow<'_, [u8]>> {
         (**self).bytes(name)
     }
-    fn release(&self, name: &str) {
-        (**self).release(name)
+    fn advise(&self, name: &str, access: Access) {
+        (**self).advise(name, access)
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use wharf_core::{TensorMeta, TensorSource};
+use wharf_core::{Access, TensorMeta, TensorSource};
 
 pub use types::{dtype_of_ggml, ggml_of_dtype, is_removed};
 pub use value::{Value, ValueType};
@@ -153,9 +153,10 @@ impl TensorSource for GgufFile {
         Ok(Cow::Borrowed(bytes))
     }
 
-    fn release(&self, name: &str) {
+    fn advise(&self, name: &str, access: Access) {
         if let Ok(t) = self.info(name) {
-            self.map.release(self.data_start + t.offset, t.nbytes);
+            self.map
+                .advise(self.data_start + t.offset, t.nbytes, access);
         }
     }
 

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use wharf_core::model::ModelSpec;
-use wharf_core::{TensorMeta, TensorSource};
+use wharf_core::{Access, TensorMeta, TensorSource};
 
 use super::to_gguf::is_mapped;
 use crate::error::{Error, ErrorKind, Result};
@@ -125,8 +125,8 @@ impl<S: TensorSource> TensorSource for HfRenamed<S> {
     fn bytes(&self, name: &str) -> wharf_core::Result<Cow<'_, [u8]>> {
         self.inner.bytes(self.inner_name(name))
     }
-    fn release(&self, name: &str) {
-        self.inner.release(self.inner_name(name))
+    fn advise(&self, name: &str, access: Access) {
+        self.inner.advise(self.inner_name(name), access)
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.to_inner

@@ -1,10 +1,12 @@
 //! Streaming tensor copy: one output tensor at a time goes from a source to a sink, either as
 //! raw bytes (same storage) or decoded to f32, transformed and re-encoded (`make.rs`), the next
-//! tensor made while the current one is written (`overlap.rs`).
+//! tensor made while the current one is written (`overlap.rs`), and the sources of the tensors
+//! after it read ahead (`ahead.rs`).
 //!
 //! Peak memory is two output tensors (plus the f32 form of the one being made when it is
 //! transformed), never the model.
 
+mod ahead;
 mod make;
 mod overlap;
 

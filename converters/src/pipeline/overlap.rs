@@ -2,16 +2,20 @@
 //! the caller's thread writes tensor i into the sink, so reading, computing and copying into
 //! the page cache no longer wait for one another.
 //!
-//! The hand-off is a rendezvous channel: at most two output tensors are in flight (one being
-//! written, one made and waiting), plus the source values of the one being made. Bytes reach
-//! the sink in plan order, so the output is the same as writing one tensor after another.
+//! The hand-off is a channel with room for one message, so the maker's `Done` for tensor i
+//! does not wait for the writer to finish writing i (a rendezvous would, and the two would
+//! take turns instead of overlapping). At most two output tensors are in flight (one being
+//! written, one being made) plus one piece waiting in the channel, and the source values of the
+//! one being made. Bytes reach the sink in plan order, so the output is the same as writing
+//! one tensor after another.
 //! An error on either side stops both, names its tensor, and leaves the sink unfinished.
 
 use std::borrow::Cow;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
-use wharf_core::{TensorSink, TensorSource};
+use wharf_core::{Access, TensorSink, TensorSource};
 
+use super::ahead;
 use super::make::Maker;
 use super::{CHUNK, Encoder, Planned};
 use crate::error::{Error, ErrorKind, Result, from_core};
@@ -34,11 +38,14 @@ pub(super) fn run(
     progress: &mut dyn FnMut(usize),
     encoder: Option<&dyn Encoder>,
 ) -> Result<()> {
-    let (tx, rx) = mpsc::sync_channel(0);
+    let (tx, rx) = mpsc::sync_channel(1);
     let (spare_tx, spare_rx) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::channel();
     std::thread::scope(|s| {
+        s.spawn(move || ahead::run(src, plan, started_rx));
         let maker = Maker::new(src, encoder, spare_rx);
-        s.spawn(move || make_all(maker, plan, &tx));
+        // `started_tx` is dropped when the maker returns, which ends the read-ahead thread.
+        s.spawn(move || make_all(maker, plan, &tx, &started_tx));
         // `rx` is dropped when the writer returns, which stops a maker blocked on a send.
         write_all(src, plan, sink, progress, rx, &spare_tx)
     })
@@ -46,8 +53,14 @@ pub(super) fn run(
 
 /// The maker's loop: makes each tensor, and stops at the first error (sent on) or once the
 /// writer is gone.
-fn make_all<'s, 'p>(mut maker: Maker<'s, '_, 'p>, plan: &'p [Planned], tx: &SyncSender<Msg<'s>>) {
-    for p in plan {
+fn make_all<'s, 'p>(
+    mut maker: Maker<'s, '_, 'p>,
+    plan: &'p [Planned],
+    tx: &SyncSender<Msg<'s>>,
+    started: &Sender<usize>,
+) {
+    for (i, p) in plan.iter().enumerate() {
+        let _ = started.send(i);
         let mut emit = |b| {
             tx.send(Msg::Bytes(b))
                 .map_err(|_| Error::new(ErrorKind::Output("the writer stopped".into())))
@@ -95,7 +108,7 @@ fn write_all<'s>(
             }
         }
         if plan.get(i + 1).is_none_or(|n| n.from != p.from) {
-            p.from.iter().for_each(|n| src.release(n));
+            p.from.iter().for_each(|n| src.advise(n, Access::Done));
         }
         progress(i);
     }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use wharf_core::{TensorMeta, TensorSource};
+use wharf_core::{Access, TensorMeta, TensorSource};
 
 pub use header::{Entry, Header, dtype_from_str, dtype_to_str};
 pub use index::{INDEX_FILE, ShardIndex};
@@ -222,10 +222,10 @@ impl TensorSource for SafetensorsSource {
         Ok(Cow::Borrowed(f.slice(e)?))
     }
 
-    fn release(&self, name: &str) {
+    fn advise(&self, name: &str, access: Access) {
         if let Ok((f, e)) = self.entry(name) {
             let (a, b) = f.absolute(e);
-            f.map.release(a, b - a);
+            f.map.advise(a, b - a, access);
         }
     }
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use wharf_core::{TensorMeta, TensorSource};
+use wharf_core::{Access, TensorMeta, TensorSource};
 
 pub use pickle::load as unpickle;
 pub use tensors::Slot;
@@ -253,9 +253,9 @@ impl TensorSource for TorchSource {
         Ok(Cow::Borrowed(f.read(s).map_err(|e| e.in_tensor(name))?))
     }
 
-    fn release(&self, name: &str) {
+    fn advise(&self, name: &str, access: Access) {
         if let Ok((f, s)) = self.entry(name) {
-            f.map.release(s.start, s.len);
+            f.map.advise(s.start, s.len, access);
         }
     }
 

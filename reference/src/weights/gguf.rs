@@ -11,8 +11,8 @@
 
 use wharf_converters::gguf::GgufFile;
 use wharf_converters::hf::gguf_block_name as block_name;
-use wharf_core::TensorSource;
 use wharf_core::model::ModelSpec;
+use wharf_core::{Access, TensorSource};
 
 use super::{StoredRows, Weights, decode_rows, matrix_shape};
 use crate::{Error, Result};
@@ -217,14 +217,13 @@ impl Weights for GgufWeights {
         if !self.release_pages {
             return;
         }
-        use wharf_core::TensorSource;
         match self.locate(name).map(|(l, _)| l) {
             Some(Loc::Rows { tensor, .. } | Loc::Unpermute { tensor, .. }) => {
-                self.file.release(&tensor)
+                self.file.advise(&tensor, Access::Done)
             }
             Some(Loc::KvB { k_b, v_b }) => {
-                self.file.release(&k_b);
-                self.file.release(&v_b);
+                self.file.advise(&k_b, Access::Done);
+                self.file.advise(&v_b, Access::Done);
             }
             None => {}
         }

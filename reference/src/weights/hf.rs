@@ -9,8 +9,8 @@ use wharf_converters::AnySource;
 use wharf_converters::hf::storage::{
     LogicalTensor, QuantizedView, Storage, read_logical_rows, stored_names,
 };
-use wharf_core::TensorSource;
 use wharf_core::model::ModelSpec;
+use wharf_core::{Access, TensorSource};
 
 use super::mlx_names::{Alias, aliases};
 use super::{Weights, decode_rows, matrix_shape};
@@ -141,7 +141,7 @@ impl Weights for HfWeights {
         for n in stored {
             if let Some(t) = self.logical.get(n) {
                 for part in stored_names(n, &t.storage) {
-                    self.source.release(part);
+                    self.source.advise(part, Access::Done);
                 }
             }
         }

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde_json::Value;
-use wharf_core::{TensorMeta, TensorSource};
+use wharf_core::{Access, TensorMeta, TensorSource};
 use wharf_quantizers::fp8::Fp8Format;
 use wharf_quantizers::int4::{CtParams, GptqFormat};
 use wharf_quantizers::mlx::MlxParams;
@@ -283,12 +283,12 @@ impl TensorSource for QuantizedView<'_> {
         ))
     }
 
-    fn release(&self, name: &str) {
+    fn advise(&self, name: &str, access: Access) {
         match self.get(name).map(|t| &t.storage) {
             Some(s) => stored_names(name, s)
                 .iter()
-                .for_each(|n| self.src.release(n)),
-            None => self.src.release(name),
+                .for_each(|n| self.src.advise(n, access)),
+            None => self.src.advise(name, access),
         }
     }
 

@@ -1,0 +1,162 @@
+//! Read-ahead: a thread asks the source to start reading ([`Access::Soon`]) the tensors the
+//! maker needs next, up to [`READ_AHEAD`] source bytes past the end of the one being made, so
+//! the disk reads while the CPUs compute and the maker's page faults find their pages cached.
+//!
+//! Asking allocates the page-cache pages on the asking thread, which is why it has a thread of
+//! its own rather than delaying the maker. Staying a bounded distance ahead keeps a model larger
+//! than the page cache from evicting what was read ahead before it is used.
+
+use std::sync::mpsc::Receiver;
+
+use wharf_core::{Access, TensorSource};
+
+use super::Planned;
+
+/// Source bytes asked for past the end of the tensor being made.
+pub(super) const READ_AHEAD: u64 = 64 << 20;
+
+/// Which plan entries have been asked for.
+pub(super) struct ReadAhead {
+    /// Source bytes read by `plan[..=k]`, at `k`; an entry that reuses the sources of the entry
+    /// before it (an MLX weight's scales and biases) adds nothing.
+    ends: Vec<u64>,
+    /// The first entry not yet asked for.
+    next: usize,
+}
+
+impl ReadAhead {
+    /// Nothing asked for yet.
+    pub fn new(src: &dyn TensorSource, plan: &[Planned]) -> Self {
+        let mut total = 0u64;
+        let ends = plan
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                if !reuses_previous(plan, k) {
+                    let metas = p.from.iter().filter_map(|n| src.meta(n));
+                    total += metas.filter_map(|m| m.nbytes().ok()).sum::<u64>();
+                }
+                total
+            })
+            .collect();
+        ReadAhead { ends, next: 0 }
+    }
+
+    /// The entries to ask for once the maker starts `plan[i]`: every one not yet asked for
+    /// whose sources start less than [`READ_AHEAD`] bytes past the end of `plan[i]`'s
+    /// (`plan[i]` itself included).
+    pub fn due(&mut self, i: usize) -> std::ops::Range<usize> {
+        let first = self.next;
+        let limit = self.ends.get(i).map_or(0, |e| e.saturating_add(READ_AHEAD));
+        while self.next < self.ends.len() && self.start(self.next) < limit {
+            self.next += 1;
+        }
+        first..self.next
+    }
+
+    /// Source bytes read before `plan[k]`.
+    fn start(&self, k: usize) -> u64 {
+        k.checked_sub(1).map_or(0, |b| self.ends[b])
+    }
+}
+
+/// Whether `plan[k]` is made from the same sources as the entry before it.
+fn reuses_previous(plan: &[Planned], k: usize) -> bool {
+    k > 0 && plan[k - 1].from == plan[k].from
+}
+
+/// The read-ahead thread's loop: `started` carries the index of each entry the maker starts;
+/// it returns once the maker is done and every message is handled.
+pub(super) fn run(src: &dyn TensorSource, plan: &[Planned], started: Receiver<usize>) {
+    let mut ahead = ReadAhead::new(src, plan);
+    while let Ok(mut i) = started.recv() {
+        // Behind the maker (a large tensor took a while to ask for): catch up to its latest.
+        while let Ok(later) = started.try_recv() {
+            i = later;
+        }
+        for k in ahead.due(i) {
+            if !reuses_previous(plan, k) {
+                plan[k]
+                    .from
+                    .iter()
+                    .for_each(|n| src.advise(n, Access::Soon));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use wharf_core::{DType, TensorMeta};
+
+    /// Entries with BF16 sources of `mib` MiB each (`None`: reuses the previous sources).
+    fn plan(mib: &[Option<u64>]) -> (Vec<TensorMeta>, Vec<Planned>) {
+        let mut metas = Vec::new();
+        let mut plan: Vec<Planned> = Vec::new();
+        for (k, size) in mib.iter().enumerate() {
+            let from = match size {
+                Some(m) => {
+                    let name = format!("src{k}");
+                    metas.push(TensorMeta::new(&name, DType::BF16, vec![m << 19]));
+                    name
+                }
+                None => plan.last().map(|p| p.from[0].clone()).unwrap_or_default(),
+            };
+            let out = TensorMeta::new(format!("out{k}"), DType::BF16, vec![1]);
+            plan.push(Planned::simple(out, from));
+        }
+        (metas, plan)
+    }
+
+    /// Metadata only; records the tensors asked for.
+    struct Metas(Vec<TensorMeta>, Mutex<Vec<String>>);
+
+    impl TensorSource for Metas {
+        fn tensors(&self) -> &[TensorMeta] {
+            &self.0
+        }
+        fn bytes(&self, _: &str) -> wharf_core::Result<std::borrow::Cow<'_, [u8]>> {
+            Ok(std::borrow::Cow::Borrowed(&[]))
+        }
+        fn advise(&self, name: &str, access: Access) {
+            assert_eq!(access, Access::Soon);
+            self.1.lock().unwrap().push(name.to_owned());
+        }
+    }
+
+    #[test]
+    fn asks_a_bounded_distance_past_the_tensor_being_made() {
+        // 200 MiB, then 20 MiB entries, each followed by one that reuses its sources.
+        let mut sizes = vec![Some(200), None];
+        for _ in 0..10 {
+            sizes.extend([Some(20), None]);
+        }
+        let (metas, plan) = plan(&sizes);
+        let mut ahead = ReadAhead::new(&Metas(metas, Mutex::default()), &plan);
+        // The 200 MiB entry and 64 MiB past it: the sources at 200, 220, 240 and 260 MiB.
+        assert_eq!(ahead.due(0), 0..9);
+        assert_eq!(ahead.due(1), 9..9);
+        // Making the entry at 200..220 MiB reaches the one at 280 MiB.
+        assert_eq!(ahead.due(2), 9..11);
+        assert_eq!(ahead.due(4), 11..13);
+        // The last entry: everything left, once.
+        assert_eq!(ahead.due(21), 13..22);
+        assert_eq!(ahead.due(21), 22..22);
+    }
+
+    #[test]
+    fn the_thread_asks_for_every_source_once_in_plan_order() {
+        let (metas, plan) = plan(&[Some(100), None, Some(1), Some(30), None, Some(90)]);
+        let src = Metas(metas, Mutex::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| run(&src, &plan, rx));
+            (0..plan.len()).for_each(|i| tx.send(i).unwrap());
+            drop(tx);
+        });
+        let asked = src.1.into_inner().unwrap();
+        assert_eq!(asked, ["src0", "src2", "src3", "src5"]);
+    }
+}
