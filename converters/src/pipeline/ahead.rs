@@ -6,6 +6,7 @@
 //! its own rather than delaying the maker. Staying a bounded distance ahead keeps a model larger
 //! than the page cache from evicting what was read ahead before it is used.
 
+use std::ops::Range;
 use std::sync::mpsc::Receiver;
 
 use wharf_core::{Access, TensorSource};
@@ -15,7 +16,9 @@ use super::Planned;
 /// Source bytes asked for past the end of the tensor being made.
 pub(super) const READ_AHEAD: u64 = 64 << 20;
 
-/// Which plan entries have been asked for.
+/// The read-ahead's position in the plan, kept by the maker: which entries have been asked
+/// for. Asking is batched (at least half of [`READ_AHEAD`] at a time, unless the plan ends) so
+/// the read-ahead thread wakes a few times per 64 MiB, not once per tensor.
 pub(super) struct ReadAhead {
     /// Source bytes read by `plan[..=k]`, at `k`; an entry that reuses the sources of the entry
     /// before it (an MLX weight's scales and biases) adds nothing.
@@ -42,12 +45,19 @@ impl ReadAhead {
         ReadAhead { ends, next: 0 }
     }
 
-    /// The entries to ask for once the maker starts `plan[i]`: every one not yet asked for
-    /// whose sources start less than [`READ_AHEAD`] bytes past the end of `plan[i]`'s
-    /// (`plan[i]` itself included).
-    pub fn due(&mut self, i: usize) -> std::ops::Range<usize> {
+    /// The entries to ask for as the maker starts `plan[i]`: none while what was asked for
+    /// reaches at least half of [`READ_AHEAD`] past the end of `plan[i]`'s sources; otherwise
+    /// every entry not yet asked for that starts less than [`READ_AHEAD`] past it (`plan[i]`
+    /// itself included).
+    pub fn due(&mut self, i: usize) -> Range<usize> {
         let first = self.next;
-        let limit = self.ends.get(i).map_or(0, |e| e.saturating_add(READ_AHEAD));
+        let Some(&end) = self.ends.get(i) else {
+            return first..first;
+        };
+        if self.start(self.next) >= end.saturating_add(READ_AHEAD / 2) {
+            return first..first;
+        }
+        let limit = end.saturating_add(READ_AHEAD);
         while self.next < self.ends.len() && self.start(self.next) < limit {
             self.next += 1;
         }
@@ -56,7 +66,10 @@ impl ReadAhead {
 
     /// Source bytes read before `plan[k]`.
     fn start(&self, k: usize) -> u64 {
-        k.checked_sub(1).map_or(0, |b| self.ends[b])
+        k.checked_sub(1)
+            .and_then(|b| self.ends.get(b))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -65,22 +78,15 @@ fn reuses_previous(plan: &[Planned], k: usize) -> bool {
     k > 0 && plan[k - 1].from == plan[k].from
 }
 
-/// The read-ahead thread's loop: `started` carries the index of each entry the maker starts;
-/// it returns once the maker is done and every message is handled.
-pub(super) fn run(src: &dyn TensorSource, plan: &[Planned], started: Receiver<usize>) {
-    let mut ahead = ReadAhead::new(src, plan);
-    while let Ok(mut i) = started.recv() {
-        // Behind the maker (a large tensor took a while to ask for): catch up to its latest.
-        while let Ok(later) = started.try_recv() {
-            i = later;
-        }
-        for k in ahead.due(i) {
-            if !reuses_previous(plan, k) {
-                plan[k]
-                    .from
-                    .iter()
-                    .for_each(|n| src.advise(n, Access::Soon));
-            }
+/// The read-ahead thread's loop: asks for the sources of each range of entries it is sent, in
+/// order, until the maker is done.
+pub(super) fn run(src: &dyn TensorSource, plan: &[Planned], due: Receiver<Range<usize>>) {
+    for k in due.iter().flatten() {
+        if !reuses_previous(plan, k) {
+            plan[k]
+                .from
+                .iter()
+                .for_each(|n| src.advise(n, Access::Soon));
         }
     }
 }
@@ -127,33 +133,37 @@ mod tests {
     }
 
     #[test]
-    fn asks_a_bounded_distance_past_the_tensor_being_made() {
-        // 200 MiB, then 20 MiB entries, each followed by one that reuses its sources.
+    fn asks_a_bounded_distance_ahead_in_batches() {
+        // 200 MiB, then 8 MiB entries, each followed by one that reuses its sources.
         let mut sizes = vec![Some(200), None];
-        for _ in 0..10 {
-            sizes.extend([Some(20), None]);
+        for _ in 0..20 {
+            sizes.extend([Some(8), None]);
         }
         let (metas, plan) = plan(&sizes);
         let mut ahead = ReadAhead::new(&Metas(metas, Mutex::default()), &plan);
-        // The 200 MiB entry and 64 MiB past it: the sources at 200, 220, 240 and 260 MiB.
-        assert_eq!(ahead.due(0), 0..9);
-        assert_eq!(ahead.due(1), 9..9);
-        // Making the entry at 200..220 MiB reaches the one at 280 MiB.
-        assert_eq!(ahead.due(2), 9..11);
-        assert_eq!(ahead.due(4), 11..13);
+        // The 200 MiB entry and the 8 MiB ones starting below 264 MiB: at 200, 208, ..., 256.
+        assert_eq!(ahead.due(0), 0..17);
+        // Asked up to 264 MiB: while that is at least 32 MiB past the entry being made, no more.
+        for i in 1..10 {
+            assert_eq!(ahead.due(i), 17..17, "entry {i}");
+        }
+        // Entry 10 ends at 240 MiB, 24 MiB short of what was asked: up to 304 MiB.
+        assert_eq!(ahead.due(10), 17..27);
         // The last entry: everything left, once.
-        assert_eq!(ahead.due(21), 13..22);
-        assert_eq!(ahead.due(21), 22..22);
+        assert_eq!(ahead.due(41), 27..42);
+        assert_eq!(ahead.due(41), 42..42);
+        assert_eq!(ahead.due(99), 42..42);
     }
 
     #[test]
     fn the_thread_asks_for_every_source_once_in_plan_order() {
         let (metas, plan) = plan(&[Some(100), None, Some(1), Some(30), None, Some(90)]);
         let src = Metas(metas, Mutex::default());
+        let mut ahead = ReadAhead::new(&src, &plan);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             s.spawn(|| run(&src, &plan, rx));
-            (0..plan.len()).for_each(|i| tx.send(i).unwrap());
+            (0..plan.len()).for_each(|i| tx.send(ahead.due(i)).unwrap());
             drop(tx);
         });
         let asked = src.1.into_inner().unwrap();

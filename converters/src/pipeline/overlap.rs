@@ -11,11 +11,12 @@
 //! An error on either side stops both, names its tensor, and leaves the sink unfinished.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use wharf_core::{Access, TensorSink, TensorSource};
 
-use super::ahead;
+use super::ahead::{self, ReadAhead};
 use super::make::Maker;
 use super::{CHUNK, Encoder, Planned};
 use crate::error::{Error, ErrorKind, Result, from_core};
@@ -40,12 +41,12 @@ pub(super) fn run(
 ) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel(1);
     let (spare_tx, spare_rx) = mpsc::channel();
-    let (started_tx, started_rx) = mpsc::channel();
+    let (ahead_tx, ahead_rx) = mpsc::channel();
     std::thread::scope(|s| {
-        s.spawn(move || ahead::run(src, plan, started_rx));
+        s.spawn(move || ahead::run(src, plan, ahead_rx));
         let maker = Maker::new(src, encoder, spare_rx);
-        // `started_tx` is dropped when the maker returns, which ends the read-ahead thread.
-        s.spawn(move || make_all(maker, plan, &tx, &started_tx));
+        // `ahead_tx` is dropped when the maker returns, which ends the read-ahead thread.
+        s.spawn(move || make_all(maker, plan, &tx, &ahead_tx));
         // `rx` is dropped when the writer returns, which stops a maker blocked on a send.
         write_all(src, plan, sink, progress, rx, &spare_tx)
     })
@@ -57,10 +58,14 @@ fn make_all<'s, 'p>(
     mut maker: Maker<'s, '_, 'p>,
     plan: &'p [Planned],
     tx: &SyncSender<Msg<'s>>,
-    started: &Sender<usize>,
+    read_ahead: &Sender<Range<usize>>,
 ) {
+    let mut ahead = ReadAhead::new(maker.source(), plan);
     for (i, p) in plan.iter().enumerate() {
-        let _ = started.send(i);
+        let due = ahead.due(i);
+        if !due.is_empty() {
+            let _ = read_ahead.send(due);
+        }
         let mut emit = |b| {
             tx.send(Msg::Bytes(b))
                 .map_err(|_| Error::new(ErrorKind::Output("the writer stopped".into())))
