@@ -115,3 +115,35 @@ impl Mapped {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_is_only_a_hint_whatever_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..3 * 4096 + 17).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let m = Mapped::open(&path).unwrap();
+        let len = data.len() as u64;
+        let ranges = [
+            (0, len),
+            (5, 4000),
+            (4097, 1),
+            (len, 0),
+            (len - 1, 2),
+            (u64::MAX, 2),
+        ];
+        for access in [Access::Soon, Access::Done] {
+            for (start, n) in ranges {
+                m.advise(start, n, access);
+                assert_eq!(m.bytes(), data, "{access:?} {start}+{n}");
+            }
+        }
+        // An empty file has no map; advice is ignored.
+        std::fs::write(&path, b"").unwrap();
+        Mapped::open(&path).unwrap().advise(0, 1, Access::Soon);
+    }
+}

@@ -7,8 +7,8 @@ use crate::{Error, Result, TensorMeta};
 /// What a caller will do next with a tensor's stored bytes: a hint for [`TensorSource::advise`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// They will be read soon: a mapped source starts reading the first of them from the disk
-    /// now, so the reader does not wait for it.
+    /// They will be read soon: a mapped source asks the OS to start reading them from the disk
+    /// now, without waiting, so the reader later finds them in the page cache.
     Soon,
     /// Done with them for now: their pages may leave this process's resident set (the page
     /// cache keeps them; a later read faults them back in).
