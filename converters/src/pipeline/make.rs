@@ -72,11 +72,6 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
         }
     }
 
-    /// The source tensors are made from.
-    pub fn source(&self) -> &'s dyn TensorSource {
-        self.src
-    }
-
     /// A buffer the writer gave back, or a new one.
     fn buffer(&self) -> Vec<u8> {
         self.spare.try_recv().unwrap_or_default()

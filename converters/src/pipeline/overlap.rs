@@ -46,8 +46,9 @@ pub(super) fn run(
     std::thread::scope(|s| {
         s.spawn(move || ahead::run(src, plan, ahead_rx));
         let maker = Maker::new(src, encoder, spare_rx);
+        let ahead = ReadAhead::new(src, plan);
         // `ahead_tx` is dropped when the maker returns, which ends the read-ahead thread.
-        s.spawn(move || make_all(maker, plan, &tx, &ahead_tx));
+        s.spawn(move || make_all(maker, plan, &tx, ahead, &ahead_tx));
         // `rx` is dropped when the writer returns, which stops a maker blocked on a send.
         write_all(src, plan, sink, progress, rx, &spare_tx)
     })
@@ -59,9 +60,9 @@ fn make_all<'s, 'p>(
     mut maker: Maker<'s, '_, 'p>,
     plan: &'p [Planned],
     tx: &SyncSender<Msg<'s>>,
+    mut ahead: ReadAhead,
     read_ahead: &Sender<Range<usize>>,
 ) {
-    let mut ahead = ReadAhead::new(maker.source(), plan);
     for (i, p) in plan.iter().enumerate() {
         let due = ahead.due(i);
         if !due.is_empty() {
