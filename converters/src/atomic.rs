@@ -1,11 +1,13 @@
 //! Output that appears whole or not at all: a temp file (or folder) beside the target, fsync,
 //! rename, fsync of the parent folder. Dropping an uncommitted output removes the temp.
+//! A file is written around the page cache where the file system allows (`direct.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::direct::DirectOut;
 use crate::error::{Error, ErrorKind, Result};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -16,8 +18,30 @@ pub type Tap = Box<dyn FnMut(&[u8]) + Send>;
 /// Bytes written between two starts of early writeback.
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
-/// Early writeback: the disk writes a large output while the rest is being made, so the fsync
-/// of [`AtomicFile::commit`] has little left to wait for.
+/// How a temp file's bytes reach the disk.
+enum Out {
+    /// Straight from an aligned stage, the unaligned tail at the end (`direct.rs`).
+    Direct(DirectOut),
+    /// Through the page cache: where direct I/O is unavailable, and after a seek.
+    Buffered(BufWriter<File>),
+}
+
+impl Out {
+    fn buffered(file: File) -> Self {
+        Out::Buffered(BufWriter::with_capacity(1 << 20, file))
+    }
+
+    /// Everything written so far handed to the file, and the file, its cursor at the end.
+    fn into_file(self) -> io::Result<File> {
+        match self {
+            Out::Direct(d) => d.finish(),
+            Out::Buffered(b) => b.into_inner().map_err(|e| e.into_error()),
+        }
+    }
+}
+
+/// Early writeback for buffered output: the disk writes a large output while the rest is
+/// being made, so the fsync of [`AtomicFile::commit`] has little left to wait for.
 mod writeback {
     use std::fs::File;
 
@@ -71,11 +95,13 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub struct AtomicFile {
     target: PathBuf,
     tmp: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: Option<Out>,
     tap: Option<Tap>,
     written: u64,
     /// `written` when writeback was last started.
     kicked: u64,
+    /// Renamed into place: the temp is gone, nothing to clean up.
+    committed: bool,
 }
 
 impl std::fmt::Debug for AtomicFile {
@@ -104,13 +130,24 @@ impl AtomicFile {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::from(e).in_file(&tmp))?;
+        let out = match crate::direct::open(&tmp) {
+            Some(direct) => {
+                let d = DirectOut::new(file, Some(direct)).map_err(|e| {
+                    let _ = fs::remove_file(&tmp);
+                    Error::from(e).in_file(&tmp)
+                })?;
+                Out::Direct(d)
+            }
+            None => Out::buffered(file),
+        };
         Ok(AtomicFile {
             target,
             tmp,
-            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            out: Some(out),
             tap: None,
             written: 0,
             kicked: 0,
+            committed: false,
         })
     }
 
@@ -134,14 +171,15 @@ impl AtomicFile {
         let out = self
             .out
             .take()
-            .ok_or_else(|| io::Error::other("already committed"))?;
+            .ok_or_else(|| io::Error::other("output closed"))?;
         let file = out
-            .into_inner()
-            .map_err(|e| Error::from(e.into_error()).in_file(&self.tmp))?;
+            .into_file()
+            .map_err(|e| Error::from(e).in_file(&self.tmp))?;
         file.sync_all()
             .map_err(|e| Error::from(e).in_file(&self.tmp))?;
         drop(file);
         fs::rename(&self.tmp, &self.target).map_err(|e| Error::from(e).in_file(&self.target))?;
+        self.committed = true;
         sync_dir(parent_of(&self.target))
     }
 }
@@ -151,23 +189,31 @@ impl Write for AtomicFile {
         let out = self
             .out
             .as_mut()
-            .ok_or_else(|| io::Error::other("committed"))?;
-        let n = out.write(buf)?;
+            .ok_or_else(|| io::Error::other("output closed"))?;
+        let n = match out {
+            Out::Direct(d) => d.write(buf)?,
+            Out::Buffered(b) => b.write(buf)?,
+        };
         if let (Some(tap), Some(done)) = (self.tap.as_mut(), buf.get(..n)) {
             tap(done);
         }
         self.written += n as u64;
         if self.written - self.kicked >= WRITEBACK_EVERY {
             self.kicked = self.written;
-            if let Some(out) = self.out.as_ref() {
-                writeback::start(out.get_ref());
+            if let Some(Out::Buffered(b)) = self.out.as_ref() {
+                writeback::start(b.get_ref());
             }
         }
         Ok(n)
     }
 
+    /// Buffered output is flushed into the file; staged direct output is written at commit,
+    /// when the unaligned tail is known.
     fn flush(&mut self) -> io::Result<()> {
-        self.out.as_mut().map_or(Ok(()), |o| o.flush())
+        match self.out.as_mut() {
+            Some(Out::Buffered(b)) => b.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -178,16 +224,27 @@ impl Seek for AtomicFile {
         if self.tap.is_some() {
             return Err(io::Error::other("cannot seek a tapped output"));
         }
-        self.out
-            .as_mut()
-            .ok_or_else(|| io::Error::other("committed"))?
-            .seek(pos)
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("output closed"))?;
+        // Direct output is written in order only; a patched file goes on through the cache.
+        let mut b = match out {
+            Out::Direct(d) => BufWriter::with_capacity(1 << 20, d.finish()?),
+            Out::Buffered(b) => b,
+        };
+        let at = b.seek(pos);
+        self.out = Some(Out::Buffered(b));
+        at
     }
 }
 
+/// An output not renamed into place leaves nothing: not after an error in `commit` or `seek`,
+/// nor when dropped half written.
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.out.take().is_some() {
+        drop(self.out.take());
+        if !self.committed {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -320,6 +377,29 @@ mod tests {
         let back = fs::read(&target).unwrap();
         assert_eq!(back.len(), n << 20);
         assert!(back.chunks(1 << 20).all(|c| c == chunk.as_slice()));
+    }
+
+    #[test]
+    fn a_patched_file_keeps_its_direct_bytes() {
+        // A zip writer seeks back to patch headers: the staged direct bytes must be in the
+        // file first, and what follows the seek goes through the page cache.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("patched.bin");
+        let data: Vec<u8> = (0..(9 << 20) + 123).map(|i| (i % 241) as u8).collect();
+        let mut f = AtomicFile::create(&target).unwrap();
+        f.write_all(&data).unwrap();
+        let end = f.stream_position().unwrap();
+        assert_eq!(end, data.len() as u64);
+        f.seek(SeekFrom::Start(5)).unwrap();
+        f.write_all(b"PATCH").unwrap();
+        f.seek(SeekFrom::End(0)).unwrap();
+        f.write_all(b"tail").unwrap();
+        f.commit().unwrap();
+        let mut want = data;
+        want[5..10].copy_from_slice(b"PATCH");
+        want.extend_from_slice(b"tail");
+        assert!(fs::read(&target).unwrap() == want);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+mod direct;
 mod error;
 pub mod gguf;
 pub mod hf;

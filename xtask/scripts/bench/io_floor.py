@@ -4,14 +4,17 @@
 
 Reads every SRC in order, 8 MiB at a time on a reader thread, and writes the bytes it read to OUT_FILE until
 OUT_BYTES are written (wharf's output size for the same input), then fsyncs it. The caller
-deletes it, untimed, as it deletes wharf's output. Like wharf, it starts writeback every 32 MiB
-(sync_file_range on Linux), so the final fsync has little left to wait for. So it reads what
+deletes it, untimed, as it deletes wharf's output. Like wharf, it writes around the page cache
+(O_DIRECT, 8 MiB aligned stages, the unaligned tail through a plain descriptor) where the file
+system allows, and otherwise through the cache, starting writeback every 32 MiB
+(sync_file_range on Linux) so the final fsync has little left to wait for. So it reads what
 wharf reads and writes as much as wharf writes, durably, interleaved the way a streaming tool
 interleaves them. `cat SRC > /dev/null` only reads: on a disk whose reads and writes share one
 budget, no tool that writes its output can reach cat's time.
 """
 
 import ctypes
+import mmap
 import os
 import sys
 import threading
@@ -49,6 +52,52 @@ def chunks(srcs, free, full):
     full.put(None)
 
 
+class Output:
+    """OUT_FILE written in order: whole aligned stages directly where possible, as wharf does."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT) if hasattr(os, "O_DIRECT") else None
+        except OSError:
+            self.direct = None
+        self.stage = mmap.mmap(-1, CHUNK)  # page aligned
+        self.filled = self.at = self.kicked = 0
+        self.start_writeback = writeback_starter()
+
+    def write(self, data):
+        data = memoryview(data)
+        while len(data):
+            take = min(CHUNK - self.filled, len(data))
+            self.stage[self.filled : self.filled + take] = data[:take]
+            self.filled += take
+            data = data[take:]
+            if self.filled == CHUNK:
+                self._flush_stage()
+
+    def _flush_stage(self):
+        if self.direct is not None:
+            try:
+                os.pwrite(self.direct, self.stage, self.at)
+            except OSError:  # the file system will not do direct I/O: go through the cache
+                os.close(self.direct)
+                self.direct = None
+        if self.direct is None:
+            os.pwrite(self.fd, self.stage, self.at)
+            if self.at + CHUNK - self.kicked >= WRITEBACK_EVERY:
+                self.start_writeback(self.fd)
+                self.kicked = self.at + CHUNK
+        self.at += CHUNK
+        self.filled = 0
+
+    def close(self):
+        os.pwrite(self.fd, self.stage[: self.filled], self.at)
+        os.fsync(self.fd)
+        for fd in (self.fd, self.direct):
+            if fd is not None:
+                os.close(fd)
+
+
 def main():
     out, want, srcs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     free, full = Queue(), Queue()
@@ -56,24 +105,21 @@ def main():
         free.put(bytearray(CHUNK))
     reader = threading.Thread(target=chunks, args=(srcs, free, full), daemon=True)
     reader.start()
-    start_writeback = writeback_starter()
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    written = kicked = 0
-    try:
-        while (item := full.get()) is not None:
-            buf, n = item
-            if written < want:
-                written += os.write(fd, memoryview(buf)[: min(n, want - written)])
-            free.put(buf)
-            if written - kicked >= WRITEBACK_EVERY:
-                start_writeback(fd)
-                kicked = written
-        zeros = memoryview(bytes(CHUNK)) if written < want else None
-        while written < want:  # an output larger than its source: zeros for the rest
-            written += os.write(fd, zeros[: want - written])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    o = Output(out)
+    written = 0
+    while (item := full.get()) is not None:
+        buf, n = item
+        if written < want:
+            take = min(n, want - written)
+            o.write(memoryview(buf)[:take])
+            written += take
+        free.put(buf)
+    zeros = bytes(CHUNK)
+    while written < want:  # an output larger than its source: zeros for the rest
+        take = min(CHUNK, want - written)
+        o.write(zeros[:take])
+        written += take
+    o.close()
     reader.join()
 
 
