@@ -29,10 +29,10 @@ pub const ALIGN: usize = 4096;
 /// Bytes staged before one direct write (a multiple of [`ALIGN`]).
 const STAGE: usize = 8 << 20;
 
-/// One aligned block of the staging buffer.
+/// One aligned block of a direct-I/O buffer.
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(4096))]
-struct Block([u8; ALIGN]);
+pub struct Block(pub [u8; ALIGN]);
 
 /// Opens `path` again for direct writes, if this platform and file system allow it.
 pub fn open(path: &Path) -> Option<File> {
@@ -41,6 +41,24 @@ pub fn open(path: &Path) -> Option<File> {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Opens `path` for direct reads, if this platform and file system allow it.
+pub fn open_read(path: &Path) -> Option<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
             .custom_flags(libc::O_DIRECT)
             .open(path)
             .ok()

@@ -16,6 +16,7 @@ pub struct Mapped {
     map: Option<Mmap>,
     len: u64,
     modified: Option<SystemTime>,
+    identity: (u64, u64),
 }
 
 impl Mapped {
@@ -46,6 +47,10 @@ impl Mapped {
             map,
             len,
             modified: meta.modified().ok(),
+            identity: {
+                use std::os::unix::fs::MetadataExt;
+                (meta.dev(), meta.ino())
+            },
         })
     }
 
@@ -62,6 +67,11 @@ impl Mapped {
     /// Whether the file is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Device and inode of the file as opened.
+    pub fn identity(&self) -> (u64, u64) {
+        self.identity
     }
 
     /// The path it was opened from.

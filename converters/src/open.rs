@@ -420,6 +420,9 @@ impl TensorSource for AnySource {
     fn advise(&self, name: &str, access: Access) {
         self.inner().advise(name, access)
     }
+    fn stored(&self, name: &str) -> Option<wharf_core::Stored> {
+        self.inner().stored(name)
+    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.inner().meta(name)
     }

@@ -20,5 +20,5 @@ mod tensor;
 pub use dtype::{BlockLayout, DType, DTypeFamily, UnknownDType};
 pub use error::{Error, LayoutError, Result};
 pub use shape::Shape;
-pub use source::{Access, TensorSink, TensorSource};
+pub use source::{Access, Stored, TensorSink, TensorSource};
 pub use tensor::{TensorMeta, TensorView};

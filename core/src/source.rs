@@ -1,6 +1,7 @@
 //! The streaming boundary between formats: fallible tensor sources and sinks.
 
 use std::borrow::Cow;
+use std::path::PathBuf;
 
 use crate::{Error, Result, TensorMeta};
 
@@ -13,6 +14,21 @@ pub enum Access {
     /// Done with them for now: their pages may leave this process's resident set (the page
     /// cache keeps them; a later read faults them back in).
     Done,
+}
+
+/// Where a tensor's stored bytes lie in a file, for a reader that reads them itself (with
+/// direct I/O into reused buffers) instead of through the source's map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The file.
+    pub path: PathBuf,
+    /// First byte of the tensor in the file.
+    pub offset: u64,
+    /// Bytes, exactly the tensor's `nbytes()`.
+    pub len: u64,
+    /// Device and inode of the file the source opened, so a reader that opens `path` again
+    /// can refuse a file replaced since (`None` where the platform has no such identity).
+    pub identity: Option<(u64, u64)>,
 }
 
 /// Something that holds named tensors: a checkpoint file, a sharded folder, a converted view.
@@ -30,6 +46,13 @@ pub trait TensorSource: Send + Sync {
     /// mapped source can start reading them early or drop their pages. Never required for
     /// correctness.
     fn advise(&self, _name: &str, _access: Access) {}
+
+    /// Where `name`'s stored bytes lie in a file, when they are stored there as they are
+    /// (`None` for a built tensor, or a source that does not say). Reading that range gives
+    /// exactly what [`TensorSource::bytes`] gives.
+    fn stored(&self, _name: &str) -> Option<Stored> {
+        None
+    }
 
     /// Metadata of one tensor.
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
@@ -67,6 +90,9 @@ impl<T: TensorSource + ?Sized> TensorSource for &T {
     fn advise(&self, name: &str, access: Access) {
         (**self).advise(name, access)
     }
+    fn stored(&self, name: &str) -> Option<Stored> {
+        (**self).stored(name)
+    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)
     }
@@ -81,6 +107,9 @@ impl<T: TensorSource + ?Sized> TensorSource for Box<T> {
     }
     fn advise(&self, name: &str, access: Access) {
         (**self).advise(name, access)
+    }
+    fn stored(&self, name: &str) -> Option<Stored> {
+        (**self).stored(name)
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)

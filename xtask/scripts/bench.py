@@ -194,8 +194,9 @@ class Bench:
         in each round every tool runs once, in turn, with the source evicted first, and the
         tables report medians. The I/O floor reads the same source and writes as many bytes as
         wharf wrote, durably, computing nothing (bench/io_floor.py): a plain streaming copier's
-        time for the same I/O. wharf can beat it (its reads are page faults on another thread
-        than its writes), but a ratio well below 1 means compute or poor overlap is showing."""
+        time for the same I/O. wharf can beat it (it reads BF16 tensors with O_DIRECT into
+        reused buffers on a thread of its own, where the floor reads through the page cache),
+        but a ratio well below 1 means compute or poor overlap is showing."""
         lines, rows = [], []
         bw = self.bandwidth()
         rounds = 5 if self.args.quick else 3

@@ -128,6 +128,9 @@ impl<S: TensorSource> TensorSource for HfRenamed<S> {
     fn advise(&self, name: &str, access: Access) {
         self.inner.advise(self.inner_name(name), access)
     }
+    fn stored(&self, name: &str) -> Option<wharf_core::Stored> {
+        self.inner.stored(self.inner_name(name))
+    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.to_inner
             .get(name)

@@ -2,6 +2,8 @@
 //! maker needs next, up to [`READ_AHEAD`] source bytes past the end of the one being made, so
 //! the disk reads while the CPUs compute and the maker's page faults find their pages cached.
 //!
+//! Tensors the direct reader reads (`read.rs`) are not asked for.
+//!
 //! Asking allocates the page-cache pages on the asking thread, which is why it has a thread of
 //! its own rather than delaying the maker. Staying a bounded distance ahead keeps a model larger
 //! than the page cache from evicting what was read ahead before it is used.
@@ -80,9 +82,14 @@ fn reuses_previous(plan: &[Planned], k: usize) -> bool {
 
 /// The read-ahead thread's loop: asks for the sources of each range of entries it is sent, in
 /// order, until the maker is done.
-pub(super) fn run(src: &dyn TensorSource, plan: &[Planned], due: Receiver<Range<usize>>) {
+pub(super) fn run(
+    src: &dyn TensorSource,
+    plan: &[Planned],
+    read: &[bool],
+    due: Receiver<Range<usize>>,
+) {
     for k in due.iter().flatten() {
-        if !reuses_previous(plan, k) {
+        if !reuses_previous(plan, k) && !read.get(k).copied().unwrap_or(false) {
             plan[k]
                 .from
                 .iter()
@@ -162,7 +169,7 @@ mod tests {
         let mut ahead = ReadAhead::new(&src, &plan);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
-            s.spawn(|| run(&src, &plan, rx));
+            s.spawn(|| run(&src, &plan, &[], rx));
             (0..plan.len()).for_each(|i| tx.send(ahead.due(i)).unwrap());
             drop(tx);
         });

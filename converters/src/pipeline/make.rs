@@ -8,6 +8,7 @@ use std::sync::mpsc::Receiver;
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::Elements;
 
+use super::read::Buffer;
 use super::{CHUNK, Encoder, Planned, read_f32};
 use crate::error::{Error, ErrorKind, Result, from_core};
 
@@ -25,6 +26,8 @@ enum Held<'s> {
     Bf16(Cow<'s, [u8]>),
     /// f32 values: borrowed aligned F32 storage, or decoded and concatenated.
     F32(Cow<'s, [f32]>),
+    /// One BF16 source's stored bytes, read by the reader thread (`read.rs`).
+    Read(Buffer),
 }
 
 impl Held<'_> {
@@ -32,17 +35,18 @@ impl Held<'_> {
         match self {
             Held::Bf16(b) => Elements::Bf16(b),
             Held::F32(v) => Elements::F32(v),
+            Held::Read(b) => Elements::Bf16(b.bytes()),
         }
     }
 
     /// The values as f32, widening BF16 once (in parallel) for transforms and float casts.
     fn f32(&mut self) -> &[f32] {
-        if let Held::Bf16(b) = self {
-            *self = Held::F32(Cow::Owned(Elements::Bf16(b).to_vec()));
+        if !matches!(self, Held::F32(_)) {
+            *self = Held::F32(Cow::Owned(self.elements().to_vec()));
         }
         match self {
             Held::F32(v) => v,
-            Held::Bf16(_) => &[],
+            Held::Bf16(_) | Held::Read(_) => &[],
         }
     }
 }
@@ -54,6 +58,8 @@ pub(super) struct Maker<'s, 'e, 'p> {
     src: &'s dyn TensorSource,
     encoder: Option<&'e dyn Encoder>,
     spare: Receiver<Vec<u8>>,
+    /// Source tensors read ahead by the reader thread, in plan order.
+    reads: Receiver<Result<Buffer>>,
     last: Last<'s, 'p>,
 }
 
@@ -63,11 +69,13 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
         src: &'s dyn TensorSource,
         encoder: Option<&'e dyn Encoder>,
         spare: Receiver<Vec<u8>>,
+        reads: Receiver<Result<Buffer>>,
     ) -> Self {
         Maker {
             src,
             encoder,
             spare,
+            reads,
             last: None,
         }
     }
@@ -77,17 +85,12 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
         self.spare.try_recv().unwrap_or_default()
     }
 
-    /// Makes `p` and hands its bytes, in order, to `emit`.
-    pub fn make(&mut self, p: &'p Planned, emit: &mut Emit<'s, '_>) -> Result<()> {
+    /// Makes `p` and hands its bytes, in order, to `emit`; its source values come from the
+    /// reader thread when `read` (see `read::schedule`), else from the source.
+    pub fn make(&mut self, p: &'p Planned, read: bool, emit: &mut Emit<'s, '_>) -> Result<()> {
         let src = self.src;
         let claimed = self.encoder.filter(|e| e.claims(&p.meta));
-        let raw = claimed.is_none()
-            && p.transform.is_none()
-            && p.from.len() == 1
-            && p.from
-                .iter()
-                .all(|n| src.meta(n).is_some_and(|m| m.dtype == p.meta.dtype));
-        if raw {
+        if is_raw(src, self.encoder, p) {
             self.last = None; // nothing decoded is held while bytes stream through
             let name = p.from.first().map(String::as_str).unwrap_or_default();
             return emit(src.bytes(name).map_err(from_core)?);
@@ -97,6 +100,7 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
         let kept = self.last.take().filter(|_| same).map(|(_, v)| v);
         let mut held = match kept {
             Some(v) => v,
+            None if read => self.received()?,
             None => source_values(src, &p.from)?,
         };
         let transformed = p.transform.as_ref().map(|t| t(held.f32()));
@@ -125,6 +129,12 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
         Ok(())
     }
 
+    /// The next source tensor from the reader thread.
+    fn received(&self) -> Result<Held<'s>> {
+        let stopped = || Error::new(ErrorKind::Output("the source reader stopped".into()));
+        self.reads.recv().map_err(|_| stopped())?.map(Held::Read)
+    }
+
     /// Float storages encode element by element: a chunk at a time, so no second copy of a
     /// large tensor is ever held.
     fn floats(&self, meta: &TensorMeta, values: &[f32], emit: &mut Emit<'s, '_>) -> Result<()> {
@@ -145,6 +155,17 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
         }
         Ok(())
     }
+}
+
+/// Whether `p` is its single source's stored bytes as they are: no encoder claims it, no
+/// transform, the same storage.
+pub(super) fn is_raw(src: &dyn TensorSource, encoder: Option<&dyn Encoder>, p: &Planned) -> bool {
+    encoder.filter(|e| e.claims(&p.meta)).is_none()
+        && p.transform.is_none()
+        && p.from.len() == 1
+        && p.from
+            .iter()
+            .all(|n| src.meta(n).is_some_and(|m| m.dtype == p.meta.dtype))
 }
 
 /// The concatenated values of `from`: a single BF16 source as its stored bytes.

@@ -1,14 +1,19 @@
 //! Streaming tensor copy: one output tensor at a time goes from a source to a sink, either as
 //! raw bytes (same storage) or decoded to f32, transformed and re-encoded (`make.rs`), the next
 //! tensor made while the current one is written (`overlap.rs`), and the sources of the tensors
-//! after it read ahead (`ahead.rs`).
+//! after it read ahead: through the page cache (`ahead.rs`) or, for the BF16 tensors the maker
+//! decodes, directly into reused buffers (`read.rs`).
 //!
 //! Peak memory is two output tensors (plus the f32 form of the one being made when it is
-//! transformed), never the model.
+//! transformed) and the direct reader's buffers (the source tensor being made, the next, and
+//! others within 64 MiB), never the model.
 
 mod ahead;
 mod make;
 mod overlap;
+mod read;
+#[cfg(test)]
+mod read_tests;
 
 use std::borrow::Cow;
 

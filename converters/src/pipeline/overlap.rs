@@ -18,8 +18,8 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use wharf_core::{Access, TensorSink, TensorSource};
 
 use super::ahead::{self, ReadAhead};
-use super::make::Maker;
-use super::{CHUNK, Encoder, Planned};
+use super::make::{Maker, is_raw};
+use super::{CHUNK, Encoder, Planned, read};
 use crate::error::{Error, ErrorKind, Result, from_core};
 
 /// What the maker hands the writer, in plan order.
@@ -43,12 +43,19 @@ pub(super) fn run(
     let (tx, rx) = mpsc::sync_channel(1);
     let (spare_tx, spare_rx) = mpsc::channel();
     let (ahead_tx, ahead_rx) = mpsc::channel();
+    let (read_tx, read_rx) = mpsc::channel();
+    let raw: Vec<bool> = plan.iter().map(|p| is_raw(src, encoder, p)).collect();
+    let ranges = read::schedule(src, plan, &raw);
+    let read: Vec<bool> = ranges.iter().map(Option::is_some).collect();
     std::thread::scope(|s| {
-        s.spawn(move || ahead::run(src, plan, ahead_rx));
-        let maker = Maker::new(src, encoder, spare_rx);
+        s.spawn(move || read::run(ranges.into_iter().flatten().collect(), read_tx));
+        let read = &read;
+        s.spawn(move || ahead::run(src, plan, read, ahead_rx));
+        let maker = Maker::new(src, encoder, spare_rx, read_rx);
         let ahead = ReadAhead::new(src, plan);
-        // `ahead_tx` is dropped when the maker returns, which ends the read-ahead thread.
-        s.spawn(move || make_all(maker, plan, &tx, ahead, &ahead_tx));
+        // `ahead_tx` is dropped when the maker returns, which ends the read-ahead thread; the
+        // maker's end drops `read_rx`, which stops a reader blocked on a hand-over.
+        s.spawn(move || make_all(maker, plan, read, &tx, ahead, &ahead_tx));
         // `rx` is dropped when the writer returns, which stops a maker blocked on a send.
         write_all(src, plan, sink, progress, rx, &spare_tx)
     })
@@ -59,6 +66,7 @@ pub(super) fn run(
 fn make_all<'s, 'p>(
     mut maker: Maker<'s, '_, 'p>,
     plan: &'p [Planned],
+    read: &[bool],
     tx: &SyncSender<Msg<'s>>,
     mut ahead: ReadAhead,
     read_ahead: &Sender<Range<usize>>,
@@ -72,7 +80,8 @@ fn make_all<'s, 'p>(
             tx.send(Msg::Bytes(b))
                 .map_err(|_| Error::new(ErrorKind::Output("the writer stopped".into())))
         };
-        let msg = match maker.make(p, &mut emit) {
+        let direct = read.get(i).copied().unwrap_or(false);
+        let msg = match maker.make(p, direct, &mut emit) {
             Ok(()) => Msg::Done,
             Err(e) => Msg::Failed(e.in_tensor(&p.meta.name)),
         };

@@ -229,6 +229,18 @@ impl TensorSource for SafetensorsSource {
         }
     }
 
+    fn stored(&self, name: &str) -> Option<wharf_core::Stored> {
+        let (f, e) = self.entry(name).ok()?;
+        f.slice(e).ok()?; // in the file as opened: otherwise `bytes` reports the truncation
+        let (a, b) = f.absolute(e);
+        Some(wharf_core::Stored {
+            path: f.map.path().to_path_buf(),
+            offset: a,
+            len: b - a,
+            identity: Some(f.map.identity()),
+        })
+    }
+
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.location.get(name).and_then(|&(fi, ei)| {
             self.files

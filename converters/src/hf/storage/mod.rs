@@ -292,6 +292,13 @@ impl TensorSource for QuantizedView<'_> {
         }
     }
 
+    fn stored(&self, name: &str) -> Option<wharf_core::Stored> {
+        match self.get(name) {
+            Some(t) if t.storage == Storage::Dense => self.src.stored(name),
+            _ => None,
+        }
+    }
+
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.by_name.get(name).map(|&i| &self.metas[i])
     }
