@@ -140,7 +140,7 @@ pub fn run_with(
     progress: &mut dyn FnMut(usize),
     encoder: Option<&dyn Encoder>,
 ) -> Result<()> {
-    overlap::run(src, plan, sink, progress, encoder)
+    overlap::run(src, plan, sink, progress, encoder, read::SIZES)
 }
 
 /// Decodes one source tensor to f32.

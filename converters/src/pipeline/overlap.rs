@@ -12,7 +12,7 @@
 //! An error on either side stops both, names its tensor, and leaves the sink unfinished.
 
 use std::borrow::Cow;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use wharf_core::{Access, TensorSink, TensorSource};
@@ -32,20 +32,22 @@ enum Msg<'s> {
     Failed(Error),
 }
 
-/// Writes every planned tensor into `sink`, making the next while the current one is written.
+/// Writes every planned tensor into `sink`, making the next while the current one is written;
+/// source tensors of `direct` bytes are read directly where they can be (`read::SIZES`).
 pub(super) fn run(
     src: &dyn TensorSource,
     plan: &[Planned],
     sink: &mut dyn TensorSink,
     progress: &mut dyn FnMut(usize),
     encoder: Option<&dyn Encoder>,
+    direct: RangeInclusive<u64>,
 ) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel(1);
     let (spare_tx, spare_rx) = mpsc::channel();
     let (ahead_tx, ahead_rx) = mpsc::channel();
     let (read_tx, read_rx) = mpsc::channel();
     let raw: Vec<bool> = plan.iter().map(|p| is_raw(src, encoder, p)).collect();
-    let ranges = read::schedule(src, plan, &raw);
+    let ranges = read::schedule(src, plan, &raw, direct);
     let read: Vec<bool> = ranges.iter().map(Option::is_some).collect();
     std::thread::scope(|s| {
         s.spawn(move || read::run(ranges.into_iter().flatten().collect(), read_tx));

@@ -5,7 +5,7 @@
 //! read, and on this project's VMs (whose freed memory goes back to the host) that is most of
 //! the cost: 4 GB read with `read()` took 14.5 s, 13.8 s of it system time, where `O_DIRECT`
 //! reads into one reused buffer took 5.5 s with 0.25 s of system time. So each BF16 tensor the
-//! maker decodes, stored as it is in a file and at most [`DIRECT_MAX`] bytes, is read here, in
+//! maker decodes, stored as it is in a file and of [`SIZES`], is read here, in
 //! plan order, with `O_DIRECT` where the file system allows (plain reads where not), into
 //! reused buffers, up to [`READ_AHEAD`] bytes ahead of what the maker holds: the maker computes
 //! on one tensor while the next ones are read. Everything else is read through the source's
@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::ops::RangeInclusive;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +27,10 @@ use super::ahead::READ_AHEAD;
 use crate::direct::{ALIGN, Block};
 use crate::error::{Error, ErrorKind, Result};
 
-/// The largest tensor read this way (larger ones are read through the map).
-pub(super) const DIRECT_MAX: u64 = 256 << 20;
+/// Sizes of the tensors read this way. Smaller ones, one synchronous read each, would leave
+/// the disk's queue shallow, where the kernel's read-ahead (`ahead.rs`) batches them; larger
+/// ones go through the map so that no more than two such buffers are held.
+pub(super) const SIZES: RangeInclusive<u64> = (4 << 20)..=(256 << 20);
 
 /// Bytes asked for by one read call.
 const READ_STEP: usize = 16 << 20;
@@ -57,13 +60,17 @@ impl Drop for Buffer {
 
 /// Per plan entry, where the reader reads its source: for an entry the maker decodes (not
 /// `raw`) from a single BF16 tensor that the source stores as it is, unless the entry before
-/// it was decoded from the same source (the maker reuses those values).
+/// it was decoded from the same source (the maker reuses those values). The first such entry
+/// is left to the map: the maker needs it at once, and through the map its computing starts
+/// with its first pages instead of waiting for all of them.
 pub(super) fn schedule(
     src: &dyn TensorSource,
     plan: &[Planned],
     raw: &[bool],
+    sizes: RangeInclusive<u64>,
 ) -> Vec<Option<Stored>> {
     let decoded = |k: usize| !raw.get(k).copied().unwrap_or(true);
+    let first = (0..plan.len()).find(|&k| decoded(k));
     plan.iter()
         .enumerate()
         .map(|(k, p)| {
@@ -71,12 +78,12 @@ pub(super) fn schedule(
             let [one] = p.from.as_slice() else {
                 return None;
             };
-            if !decoded(k) || reused {
+            if !decoded(k) || reused || Some(k) == first {
                 return None;
             }
             let meta = src.meta(one).filter(|m| m.dtype == DType::BF16)?;
             let s = src.stored(one)?;
-            (Some(s.len) == meta.nbytes().ok() && s.len <= DIRECT_MAX).then_some(s)
+            (Some(s.len) == meta.nbytes().ok() && sizes.contains(&s.len)).then_some(s)
         })
         .collect()
 }

@@ -95,22 +95,26 @@ fn scheduled_are_the_single_bf16_sources_the_maker_decodes() {
     src.stored.push(None);
     src.stored[3].as_mut().unwrap().len = 2; // does not match the tensor: not read here
     let plan = [
-        planned("a", DType::Q8_0, &["t0"]),       // decoded: read
+        planned("z", DType::Q8_0, &["t2"]), // the first decoded: left to the map
+        planned("a", DType::Q8_0, &["t0"]), // decoded: read
         planned("a.scales", DType::F16, &["t0"]), // reuses t0's values
-        planned("b", DType::BF16, &["t1"]),       // raw copy: read through the map
-        planned("c", DType::Q8_0, &["t1"]),       // decoded, after a raw entry: read
-        planned("d", DType::Q8_0, &["f"]),        // F32 source
+        planned("b", DType::BF16, &["t1"]), // raw copy: read through the map
+        planned("c", DType::Q8_0, &["t1"]), // decoded, after a raw entry: read
+        planned("d", DType::Q8_0, &["f"]),  // F32 source
         planned("e", DType::Q8_0, &["t1", "t2"]), // concatenated
-        planned("g", DType::Q8_0, &["t3"]),       // stored range does not match
+        planned("g", DType::Q8_0, &["t3"]), // stored range does not match
         planned("h", DType::Q8_0, &["t2"]),
     ];
-    let raw = [false, false, true, false, false, false, false, false];
-    let got: Vec<_> = read::schedule(&src, &plan, &raw)
-        .into_iter()
-        .map(|s| s.map(|s| s.offset))
-        .collect();
+    let raw = [false, false, false, true, false, false, false, false, false];
+    let offsets = |sizes| -> Vec<_> {
+        let s = read::schedule(&src, &plan, &raw, sizes);
+        s.into_iter().map(|s| s.map(|s| s.offset)).collect()
+    };
     let at = |k: usize| Some(src.ranges[k].0);
-    assert_eq!(got, [at(0), None, None, at(1), None, None, None, at(2)]);
+    let n = None;
+    assert_eq!(offsets(1..=80), [n, at(0), n, n, at(1), n, n, n, at(2)]);
+    // Sizes outside the range go through the map: t0 has 20 bytes, t1 40, t2 60.
+    assert_eq!(offsets(30..=50), [n, n, n, n, at(1), n, n, n, n]);
 }
 
 #[test]
@@ -227,11 +231,12 @@ fn a_bf16_model_read_directly_converts_as_through_the_map() {
         plan.push(Planned::simple(m.clone(), m.name.clone()));
     }
     let raw: Vec<bool> = plan.iter().map(|p| p.meta.dtype == DType::BF16).collect();
-    let direct = read::schedule(&src, &plan, &raw);
-    assert!(direct.iter().filter(|s| s.is_some()).count() == src.tensors().len());
+    let all = 1..=u64::MAX;
+    let direct = read::schedule(&src, &plan, &raw, all.clone());
+    assert!(direct.iter().filter(|s| s.is_some()).count() == src.tensors().len() - 1);
     let convert = |s: &dyn TensorSource| {
         let mut sink = Collect::default();
-        super::run(s, &plan, &mut sink, &mut |_| {}).unwrap();
+        super::overlap::run(s, &plan, &mut sink, &mut |_| {}, None, all.clone()).unwrap();
         sink.0
     };
     let direct = convert(&src);
