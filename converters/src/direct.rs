@@ -1,4 +1,6 @@
-//! Output written around the page cache (`O_DIRECT`), for [`crate::atomic::AtomicFile`].
+//! Direct I/O (`O_DIRECT`): output written around the page cache for
+//! [`crate::atomic::AtomicFile`], and the aligned blocks and the opening the pipeline's direct
+//! reader uses (`pipeline/read.rs`).
 //!
 //! A streamed output is written once and not read back by this process, so copying it into
 //! the page cache only costs: every page of a multi-gigabyte output is a freshly allocated
