@@ -1,8 +1,11 @@
 """The I/O any streaming quantizer must do, with no compute: section 4's second baseline.
 
     io_floor.py OUT_FILE OUT_BYTES SRC...
+    io_floor.py --read-only SRC...
 
-Reads every SRC in order, 8 MiB at a time on a reader thread, and writes the bytes it read to OUT_FILE until
+Reads every SRC in order, 8 MiB at a time on a reader thread (with O_DIRECT into reused aligned
+buffers where the file system allows, as wharf reads the tensors it decodes; through the page
+cache otherwise), and writes the bytes it read to OUT_FILE until
 OUT_BYTES are written (wharf's output size for the same input), then fsyncs it. The caller
 deletes it, untimed, as it deletes wharf's output. Like wharf, it writes around the page cache
 (O_DIRECT, 8 MiB aligned stages, the unaligned tail through a plain descriptor) where the file
@@ -36,19 +39,41 @@ def writeback_starter():
     return lambda fd: f(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
+def open_src(src):
+    """(fd, direct): the file opened for O_DIRECT reads where the platform has them."""
+    if hasattr(os, "O_DIRECT"):
+        try:
+            return os.open(src, os.O_RDONLY | os.O_DIRECT), True
+        except OSError:
+            pass
+    return os.open(src, os.O_RDONLY), False
+
+
 def chunks(srcs, free, full):
     """The reader thread: fills buffers from `free` with every SRC's bytes in order, hands them
     on through `full`, then None. The GIL is released while a read waits for the disk, so
     reading overlaps the writes; buffers are reused, so no fresh pages are touched per chunk."""
     for src in srcs:
-        with open(src, "rb", buffering=0) as f:
+        fd, direct = open_src(src)
+        at = 0
+        try:
             while True:
                 buf = free.get()
-                n = f.readinto(buf)
+                try:
+                    n = os.preadv(fd, [buf], at)
+                except OSError:
+                    if not direct:
+                        raise
+                    os.close(fd)  # the file system will not read directly: use the cache
+                    fd, direct = os.open(src, os.O_RDONLY), False
+                    n = os.preadv(fd, [buf], at)
                 if not n:
                     free.put(buf)
                     break
+                at += n
                 full.put((buf, n))
+        finally:
+            os.close(fd)
     full.put(None)
 
 
@@ -99,10 +124,15 @@ class Output:
 
 
 def main():
-    out, want, srcs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     free, full = Queue(), Queue()
     for _ in range(BUFFERS):
-        free.put(bytearray(CHUNK))
+        free.put(mmap.mmap(-1, CHUNK))  # page aligned, as O_DIRECT needs
+    if sys.argv[1] == "--read-only":
+        threading.Thread(target=chunks, args=(sys.argv[2:], free, full), daemon=True).start()
+        while (item := full.get()) is not None:
+            free.put(item[0])
+        return
+    out, want, srcs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     reader = threading.Thread(target=chunks, args=(srcs, free, full), daemon=True)
     reader.start()
     o = Output(out)
