@@ -130,7 +130,7 @@ impl AtomicFile {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::from(e).in_file(&tmp))?;
-        let out = match crate::direct::open(&tmp) {
+        let out = match crate::direct::open(&tmp, OpenOptions::new().write(true)) {
             Some(direct) => {
                 let d = DirectOut::new(file, Some(direct)).map_err(|e| {
                     let _ = fs::remove_file(&tmp);

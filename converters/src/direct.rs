@@ -36,38 +36,17 @@ const STAGE: usize = 8 << 20;
 #[repr(C, align(4096))]
 pub struct Block(pub [u8; ALIGN]);
 
-/// Opens `path` again for direct writes, if this platform and file system allow it.
-pub fn open(path: &Path) -> Option<File> {
+/// Opens `path` (again) with `how` plus `O_DIRECT`, if this platform and file system allow it:
+/// `OpenOptions::new().write(true)` for an output, `.read(true)` for an input.
+pub fn open(path: &Path, how: &mut std::fs::OpenOptions) -> Option<File> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .ok()
+        how.custom_flags(libc::O_DIRECT).open(path).ok()
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = path;
-        None
-    }
-}
-
-/// Opens `path` for direct reads, if this platform and file system allow it.
-pub fn open_read(path: &Path) -> Option<File> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
+        let _ = (path, how);
         None
     }
 }
@@ -255,7 +234,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let file = File::create(&path).unwrap();
-        let mut out = DirectOut::new(file, if direct { open(&path) } else { None }).unwrap();
+        let d = direct.then(|| open(&path, std::fs::OpenOptions::new().write(true)));
+        let mut out = DirectOut::new(file, d.flatten()).unwrap();
         for p in data.chunks(piece.max(1)) {
             assert_eq!(out.write(p).unwrap(), p.len());
         }

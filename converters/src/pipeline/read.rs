@@ -233,7 +233,7 @@ impl Files {
             if s.identity.is_some_and(|id| id != (m.dev(), m.ino())) {
                 return Err(io::Error::other("input changed while it was being read"));
             }
-            let direct = crate::direct::open_read(&s.path);
+            let direct = crate::direct::open(&s.path, std::fs::OpenOptions::new().read(true));
             let refused = AtomicBool::new(false);
             let input = Input {
                 direct,
