@@ -1,6 +1,7 @@
 //! Making and writing overlap: a scoped thread makes tensor i+1 (its kernels on rayon) while
-//! the caller's thread writes tensor i into the sink, and a third reads ahead of the maker
-//! (`ahead.rs`), so reading, computing and copying into the page cache no longer wait for one
+//! the caller's thread writes tensor i into the sink, a third asks the source to read ahead of
+//! the maker (`ahead.rs`), and a fourth reads the BF16 tensors the maker decodes directly into
+//! reused buffers (`read.rs`), so reading, computing and writing no longer wait for one
 //! another.
 //!
 //! The hand-off is a channel with room for one message, so the maker's `Done` for tensor i
