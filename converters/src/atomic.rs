@@ -26,11 +26,12 @@ enum Out {
     Buffered(BufWriter<File>),
 }
 
-impl Out {
-    fn buffered(file: File) -> Self {
-        Out::Buffered(BufWriter::with_capacity(1 << 20, file))
-    }
+/// `file` written through a 1 MiB buffer.
+fn buffered(file: File) -> BufWriter<File> {
+    BufWriter::with_capacity(1 << 20, file)
+}
 
+impl Out {
     /// Everything written so far handed to the file, and the file, its cursor at the end.
     fn into_file(self) -> io::Result<File> {
         match self {
@@ -138,7 +139,7 @@ impl AtomicFile {
                 })?;
                 Out::Direct(d)
             }
-            None => Out::buffered(file),
+            None => Out::Buffered(buffered(file)),
         };
         Ok(AtomicFile {
             target,
@@ -230,7 +231,7 @@ impl Seek for AtomicFile {
             .ok_or_else(|| io::Error::other("output closed"))?;
         // Direct output is written in order only; a patched file goes on through the cache.
         let mut b = match out {
-            Out::Direct(d) => BufWriter::with_capacity(1 << 20, d.finish()?),
+            Out::Direct(d) => buffered(d.finish()?),
             Out::Buffered(b) => b,
         };
         let at = b.seek(pos);

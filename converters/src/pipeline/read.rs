@@ -1,5 +1,5 @@
-//! Direct reads of the source tensors the maker decodes, on a thread one tensor ahead of it,
-//! into buffers that are reused instead of the page cache.
+//! Direct reads of the source tensors the maker decodes, on a thread ahead of it (the next
+//! tensor, and more within [`READ_AHEAD`]), into buffers reused instead of the page cache.
 //!
 //! Reading a large source through the page cache allocates a fresh page-cache page per 4 KiB
 //! read, and on this project's VMs (whose freed memory goes back to the host) that is most of
