@@ -1,6 +1,7 @@
 //! The streaming boundary between formats: fallible tensor sources and sinks.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use crate::{Error, Result, TensorMeta};
@@ -54,6 +55,16 @@ pub trait TensorSource: Send + Sync {
         None
     }
 
+    /// For a tensor whose values are computed from other stored tensors (a dequantizing
+    /// view): rows `rows` of it, flattened to `[rows, row_len]`, as f32, computing only those.
+    /// `None` for a tensor stored as its bytes are, whose rows a caller slices from
+    /// [`TensorSource::bytes`]. A caller that goes row block by row block asks this first, so
+    /// it never holds a computed tensor whole; an empty range only asks whether the tensor is
+    /// computed, and must cost nothing.
+    fn computed_rows(&self, _name: &str, _rows: Range<usize>) -> Option<Result<Vec<f32>>> {
+        None
+    }
+
     /// Metadata of one tensor.
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         self.tensors().iter().find(|m| m.name == name)
@@ -93,6 +104,9 @@ impl<T: TensorSource + ?Sized> TensorSource for &T {
     fn stored(&self, name: &str) -> Option<Stored> {
         (**self).stored(name)
     }
+    fn computed_rows(&self, name: &str, rows: Range<usize>) -> Option<Result<Vec<f32>>> {
+        (**self).computed_rows(name, rows)
+    }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)
     }
@@ -110,6 +124,9 @@ impl<T: TensorSource + ?Sized> TensorSource for Box<T> {
     }
     fn stored(&self, name: &str) -> Option<Stored> {
         (**self).stored(name)
+    }
+    fn computed_rows(&self, name: &str, rows: Range<usize>) -> Option<Result<Vec<f32>>> {
+        (**self).computed_rows(name, rows)
     }
     fn meta(&self, name: &str) -> Option<&TensorMeta> {
         (**self).meta(name)

@@ -4,6 +4,7 @@
 //! each tensor quantized as it streams out.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 
 use wharf_converters::AnySource;
@@ -33,6 +34,8 @@ pub struct GgufJob<'a> {
     view: Option<QuantizedView<'a>>,
     /// Importances per output tensor (`n_per_row * n_expert` values), for those that have one.
     importance: BTreeMap<String, Vec<f32>>,
+    /// Source values per row block ([`pipeline::BLOCK_VALUES`]).
+    block_values: usize,
 }
 
 /// What llama-quantize takes beyond the mix and the type options.
@@ -54,6 +57,13 @@ impl std::fmt::Debug for GgufJob<'_> {
 }
 
 impl GgufJob<'_> {
+    /// Makes tensors in row blocks of about `values` source values: the same bytes at any size
+    /// (tests cut every tensor, and every expert, into many blocks).
+    pub fn in_blocks_of(mut self, values: usize) -> Self {
+        self.block_values = values;
+        self
+    }
+
     /// The output tensors.
     pub fn metas(&self) -> Vec<TensorMeta> {
         self.plan.iter().map(|p| p.meta.clone()).collect()
@@ -127,6 +137,7 @@ pub fn plan_with<'a>(
         plan,
         view,
         importance,
+        block_values: pipeline::BLOCK_VALUES,
     })
 }
 
@@ -187,19 +198,28 @@ pub fn write(
 ) -> Result<()> {
     let metas = job.metas();
     let mut w = GgufWriter::create(out, &job.kvs, &metas, tap)?;
-    let encode = |m: &TensorMeta, v: &[f32], out: &mut [u8]| {
+    let encode = |m: &TensorMeta, rows: Range<usize>, v: &[f32], out: &mut [u8]| {
         let n_per_row = m.shape.row_len() as usize;
-        let Some(im) = job.importance.get(&m.name) else {
-            return wharf_quantizers::ggml::quantize(m.dtype, v, n_per_row, None, out)
-                .map_err(|e| e.to_string());
+        let quantize = |x: &[f32], w: Option<&[f32]>, y: &mut [u8]| {
+            wharf_quantizers::ggml::quantize(m.dtype, x, n_per_row, w, y).map_err(|e| e.to_string())
         };
-        // One importance slice per expert (`imatrix_for_row` in llama-quant.cpp).
-        let experts = im.len() / n_per_row.max(1);
-        let (per_in, per_out) = (v.len() / experts.max(1), out.len() / experts.max(1));
-        let slices = v.chunks(per_in.max(1)).zip(out.chunks_mut(per_out.max(1)));
-        for ((x, y), w) in slices.zip(im.chunks(n_per_row.max(1))) {
-            wharf_quantizers::ggml::quantize(m.dtype, x, n_per_row, Some(w), y)
-                .map_err(|e| e.to_string())?;
+        let Some(im) = job.importance.get(&m.name) else {
+            return quantize(v, None, out);
+        };
+        // One importance slice per expert (`imatrix_for_row` in llama-quant.cpp): the rows of
+        // each expert in this block with that expert's slice.
+        let experts = (im.len() / n_per_row.max(1)).max(1);
+        let per_expert = (m.shape.rows().unwrap_or(0) as usize / experts).max(1);
+        let row_bytes = out.len() / rows.len().max(1);
+        let (mut at, mut done) = (rows.start, 0usize);
+        while at < rows.end {
+            let e = at / per_expert;
+            let end = rows.end.min((e + 1) * per_expert);
+            let n = end - at;
+            let w = im.get(e * n_per_row..(e + 1) * n_per_row);
+            let x = &v[done * n_per_row..(done + n) * n_per_row];
+            quantize(x, w, &mut out[done * row_bytes..(done + n) * row_bytes])?;
+            (at, done) = (end, done + n);
         }
         Ok(())
     };
@@ -208,7 +228,8 @@ pub fn write(
         None => src,
     };
     let mut step = crate::steps(&metas, progress);
-    pipeline::run_with(input, &job.plan, &mut w, &mut step, Some(&encode))?;
+    let values = job.block_values;
+    pipeline::run_in_blocks(input, &job.plan, &mut w, &mut step, Some(&encode), values)?;
     w.commit()?;
     Ok(())
 }

@@ -99,7 +99,13 @@ pub fn check(req: &Request<'_>) -> Preflight {
         ));
     }
     if !tp.is_empty() && !tp.iter().any(|r| r.ok) {
-        errors.push("no tensor-parallel size works: see the tp report".into());
+        let first = tp.iter().find_map(|r| Some((r.tp, r.problems.first()?)));
+        let why = first.map_or(String::new(), |(n, p)| format!(" (tp {n}: {p})"));
+        errors.push(format!(
+            "no tensor-parallel size works: vLLM's FP8 block loader cannot split these weights \
+             into 128x128 blocks{why}; see the tp report. Per-channel FP8 has no block shape: \
+             `wharf quantize SRC --scheme fp8-channel` writes a folder vLLM loads at any tp"
+        ));
     }
     let mut warnings = Vec::new();
     if req.profile.repack {

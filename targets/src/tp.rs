@@ -4,7 +4,8 @@
 //! `validate_fp8_block_shape`, and the block checks of `fp8.py`'s MoE method):
 //! a column-parallel layer's output slice per rank and a row-parallel layer's input slice per
 //! rank must be multiples of the 128 block when tp > 1; merged layers (q/k/v, gate/up, DeepSeek's
-//! fused q_a/kv_a) need every part but the last to be a multiple even at tp = 1; routed experts
+//! fused q_a/kv_a) need every part but the last to be a multiple even at tp = 1 (DeepSeek's
+//! `kv_a_proj_with_mqa`, 576 rows, is the last part of its fused layer); routed experts
 //! need their intermediate slice per rank to be a multiple at every tp; attention heads must
 //! split evenly.
 
@@ -77,7 +78,11 @@ fn role(name: &str, mla: bool, q_lora: bool) -> Option<Role> {
         },
         "o_proj" | "down_proj" => Role::Row,
         "q_a_proj" => Role::ReplicatedMerged { last: false },
-        "kv_a_proj_with_mqa" => Role::ReplicatedMerged { last: !q_lora },
+        // The last part of `fused_qkv_a_proj` [q_lora, kv_lora + rope] (a partial block is
+        // allowed there: the released V3/R1 weights have one, 576 rows), or a plain replicated
+        // Linear without q compression.
+        "kv_a_proj_with_mqa" if q_lora => Role::ReplicatedMerged { last: true },
+        "kv_a_proj_with_mqa" => return None,
         _ => return None,
     })
 }

@@ -10,7 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
-from interop import bundles, convert, mlx_checks, onnx_torch, quantize, torch_checks
+from interop import bundles, convert, fp8_rule, mlx_checks, onnx_torch, quantize, torch_checks
 from interop.common import CheckFailed, Ctx
 
 CHECKS = [
@@ -23,6 +23,7 @@ CHECKS = [
     ("bundles apple-silicon in mlx-lm", bundles.check_apple),
     ("bundles h800: vLLM FP8 block loader conditions", bundles.check_h800),
     ("bundles h800 in transformers (CPU)", torch_checks.check_h800),
+    ("DeepSeek FP8 block rule with partial blocks vs torch", fp8_rule.check),
     ("DeepSeek FP8 -> BF16/F32 folders in transformers and mlx-lm", torch_checks.check_fp8_to_bf16),
     ("compressed-tensors decompresses wharf's FP8/INT4 folders", torch_checks.check_compressed_tensors),
     ("wharf quantize vs llama-quantize, byte for byte", quantize.check_bytes),

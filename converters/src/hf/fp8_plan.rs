@@ -6,12 +6,16 @@
 //! per 128x128 block, f32; the rest BF16, `e_score_correction_bias` F32); compressed-tensors
 //! 0.20.0 `quantization/quant_scheme.py` presets `FP8_BLOCK` / `FP8_DYNAMIC` and
 //! `compressors/model_compressors/model_compressor.py` (config JSON, `weight_scale` in the model
-//! dtype, `lm_head` ignored). Which tensors are quantized follows the reference checkpoints in
-//! `tests/data/fixtures/models`: Linear weights (`*_proj.weight`, matrices); the DeepSeek layout
-//! additionally leaves Linears whose dimensions are not whole 128-blocks in BF16 (the reference
-//! keeps `kv_a_proj_with_mqa` [192, 256] that way).
+//! dtype, `lm_head` ignored). Which tensors are quantized follows the reference checkpoints:
+//! Linear weights (`*_proj.weight`, matrices), whatever their dimensions. A weight that is not
+//! whole 128x128 blocks gets partial edge blocks, each scaled by the amax of its real elements,
+//! as the released V3/R1 checkpoints do (`kv_a_proj_with_mqa` 576 x 7168 has scales [5, 56];
+//! DeepSeek-V3 `README_WEIGHTS.md`: blocks are zero-padded before the scale is computed). The
+//! DeepSeek layout leaves the MTP module's `eh_proj` in BF16 (a plain Linear in vLLM's and
+//! SGLang's MTP models, stored unquantized in the release).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
@@ -21,7 +25,7 @@ use wharf_quantizers::Elements;
 use wharf_quantizers::fp8::{self, Fp8Format, Fp8Options, block_grid};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Encoder, Planned, refusal};
+use crate::pipeline::{Encoder, Planned, Slicing, refusal};
 
 /// The FP8 layouts wharf writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,22 +50,38 @@ struct Job {
 }
 
 impl Job {
-    /// Number of scales.
-    fn scale_count(&self) -> usize {
+    /// Scales per row block of [`Job::slicing`]'s rows: a grid row of blocks, one channel, or
+    /// the tensor's one scale.
+    fn scales_for(&self, rows: usize) -> usize {
         match self.scheme {
             Fp8Scheme::DeepseekBlock | Fp8Scheme::CtBlock => {
-                let (gr, gc) = block_grid(self.rows, self.cols, (128, 128));
+                let (gr, gc) = block_grid(rows, self.cols, (128, 128));
                 gr * gc
             }
-            Fp8Scheme::CtChannel => self.rows,
+            Fp8Scheme::CtChannel => rows,
             Fp8Scheme::CtTensor => 1,
         }
     }
 
-    /// Writes a weight's codes into `codes` and returns its scales.
-    fn run(&self, v: &Elements<'_>, codes: &mut [u8]) -> std::result::Result<Vec<f32>, String> {
-        let (o, rows, cols) = (self.opts, self.rows, self.cols);
-        let mut scales = vec![0f32; self.scale_count()];
+    /// Rows quantized together: a strip of 128-row blocks, a channel, or the whole tensor
+    /// (its one scale needs every value first).
+    fn slicing(&self) -> Slicing {
+        match self.scheme {
+            Fp8Scheme::DeepseekBlock | Fp8Scheme::CtBlock => Slicing::Rows(128),
+            Fp8Scheme::CtChannel => Slicing::Rows(1),
+            Fp8Scheme::CtTensor => Slicing::Whole,
+        }
+    }
+
+    /// Writes the codes of `rows` rows (`v`) into `codes` and returns their scales.
+    fn run(
+        &self,
+        v: &Elements<'_>,
+        rows: usize,
+        codes: &mut [u8],
+    ) -> std::result::Result<Vec<f32>, String> {
+        let (o, cols) = (self.opts, self.cols);
+        let mut scales = vec![0f32; self.scales_for(rows)];
         let r = match self.scheme {
             Fp8Scheme::DeepseekBlock | Fp8Scheme::CtBlock => {
                 fp8::quantize_blocks_into(o, *v, rows, cols, (128, 128), codes, &mut scales)
@@ -87,6 +107,14 @@ enum Part {
     Scales(String, Job),
 }
 
+/// The scales a weight's codes have produced so far, row block after row block.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Rows quantized.
+    rows: usize,
+    scales: Vec<f32>,
+}
+
 /// Output tensors plus the encoder state for their FP8 codes.
 pub struct Fp8Plan {
     /// Output tensors in order (weights, then their scale right after).
@@ -94,9 +122,9 @@ pub struct Fp8Plan {
     /// config.json for the output.
     pub config: Value,
     parts: BTreeMap<String, Part>,
-    /// Scales computed with each weight's codes, taken by the scale tensor planned right after
-    /// it, so a weight is quantized once.
-    scales: Mutex<HashMap<String, Vec<f32>>>,
+    /// Scales computed with each weight's codes, taken whole by the scale tensor planned after
+    /// it, so a weight is quantized once (a scale tensor made without them quantizes again).
+    scales: Mutex<HashMap<String, Kept>>,
 }
 
 impl std::fmt::Debug for Fp8Plan {
@@ -107,45 +135,91 @@ impl std::fmt::Debug for Fp8Plan {
     }
 }
 
+impl Fp8Plan {
+    /// Keeps the scales of `weight`'s rows starting at `start` (row blocks arrive in order; a
+    /// block at row 0 starts over).
+    fn keep(&self, weight: &str, start: usize, rows: usize, scales: Vec<f32>) {
+        if let Ok(mut kept) = self.scales.lock() {
+            let k = kept.entry(weight.to_owned()).or_default();
+            if start == 0 {
+                *k = Kept::default();
+            }
+            if k.rows == start {
+                k.rows += rows;
+                k.scales.extend(scales);
+            }
+        }
+    }
+
+    /// Every scale of `weight`, once all its rows were quantized.
+    fn complete(&self, weight: &str, job: &Job) -> bool {
+        let kept = self.scales.lock();
+        kept.is_ok_and(|k| k.get(weight).is_some_and(|k| k.rows == job.rows))
+    }
+}
+
 impl Encoder for Fp8Plan {
     fn claims(&self, meta: &TensorMeta) -> bool {
         self.parts.contains_key(&meta.name)
     }
 
-    /// Writes the FP8 codes of a planned weight, or its scales in their storage dtype.
+    fn slicing(&self, meta: &TensorMeta) -> Slicing {
+        match self.parts.get(&meta.name) {
+            Some(Part::Scales(weight, job)) if self.complete(weight, job) => Slicing::Kept,
+            Some(Part::Codes(job) | Part::Scales(_, job)) => job.slicing(),
+            None => Slicing::Whole,
+        }
+    }
+
+    /// Writes the FP8 codes of a planned weight's rows, or its scales in their storage dtype.
     fn encode(
         &self,
         meta: &TensorMeta,
-        v: &Elements<'_>,
-        out: &mut [u8],
+        rows: Range<usize>,
+        v: Option<&Elements<'_>>,
+        out: &mut Vec<u8>,
     ) -> std::result::Result<(), String> {
-        match self.parts.get(&meta.name) {
-            Some(Part::Codes(job)) => {
-                let scales = job.run(v, out)?;
-                if let Ok(mut cache) = self.scales.lock() {
-                    cache.insert(meta.name.clone(), scales);
-                }
-                Ok(())
+        let part = self.parts.get(&meta.name);
+        let part = part.ok_or_else(|| format!("no FP8 job for `{}`", meta.name))?;
+        let scales = match (part, v) {
+            (Part::Codes(job), Some(v)) => {
+                out.resize(v.len(), 0);
+                let scales = job.run(v, rows.len(), out)?;
+                self.keep(&meta.name, rows.start, rows.len(), scales);
+                return Ok(());
             }
-            Some(Part::Scales(weight, job)) => {
-                let cached = self.scales.lock().ok().and_then(|mut c| c.remove(weight));
-                let scales = match cached {
-                    Some(s) => s,
-                    None => job.run(v, &mut vec![0u8; v.len()])?,
-                };
-                encode_f32(meta.dtype, &scales, out).map_err(|e| e.to_string())
+            (Part::Scales(weight, _), None) => {
+                let kept = self.scales.lock().ok().and_then(|mut c| c.remove(weight));
+                kept.map(|k| k.scales).unwrap_or_default()
             }
-            None => Err(format!("no FP8 job for `{}`", meta.name)),
-        }
+            (Part::Scales(_, job), Some(v)) => job.run(v, rows.len(), &mut vec![0u8; v.len()])?,
+            (Part::Codes(_), None) => return Err("FP8 codes need their values".into()),
+        };
+        out.resize(
+            meta.dtype
+                .row_bytes(scales.len() as u64)
+                .map_err(|e| e.to_string())? as usize,
+            0,
+        );
+        encode_f32(meta.dtype, &scales, out).map_err(|e| e.to_string())
     }
+}
+
+/// Whether `m` is the weight of a Linear inside a decoder block's attention or MLP (routed and
+/// shared experts included): a float matrix named `*_proj.weight` (`q_proj`, `down_proj`,
+/// DeepSeek's `kv_a_proj_with_mqa` ...), the MoE router `mlp.gate` excepted.
+pub(crate) fn is_block_linear(m: &TensorMeta) -> bool {
+    let n = &m.name;
+    m.shape.rank() == 2
+        && m.dtype.is_float()
+        && (n.ends_with("_proj.weight") || n.ends_with("_proj_with_mqa.weight"))
 }
 
 /// Whether `m` is a Linear weight this scheme quantizes.
 fn quantizes(scheme: Fp8Scheme, m: &TensorMeta) -> bool {
-    let d = m.shape.dims();
-    let linear = d.len() == 2 && m.name.ends_with("_proj.weight") && m.dtype.is_float();
+    let linear = is_block_linear(m);
     match scheme {
-        Fp8Scheme::DeepseekBlock => linear && d[0].is_multiple_of(128) && d[1].is_multiple_of(128),
+        Fp8Scheme::DeepseekBlock => linear && !m.name.ends_with(".eh_proj.weight"),
         _ => linear,
     }
 }

@@ -8,20 +8,23 @@
 //! LSB first along the row), `X.weight_scale` (`[out, in/128]` in the model dtype) and
 //! `X.weight_shape` (I64 `[2]`: `torch.tensor(weight.shape)`); asymmetric adds `X.weight_zero_point`
 //! (I32 `[ceil(out/8), in/128]`, codes offset by 8, packed LSB first down the columns). Which
-//! tensors are quantized follows
-//! the FP8 plan: Linear weights (`*_proj.weight`, matrices); a Linear whose row is not whole
-//! groups cannot be packed and is left dense and named in `ignore` beside `lm_head`.
+//! tensors are quantized follows the FP8 plan (`is_block_linear`: the Linears of attention and
+//! MLP); a Linear whose row is not whole groups cannot be packed and is left dense and named in
+//! `ignore` beside `lm_head`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::ops::Range;
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
+use wharf_core::cast::encode_f32;
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::Elements;
 use wharf_quantizers::int4::{CtPacked, CtParams, quantize_pack};
 
+use super::fp8_plan::is_block_linear;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Encoder, Planned, f32_values, refusal};
+use crate::pipeline::{Encoder, Planned, Slicing, f32_values, refusal};
 
 /// How one quantized weight is encoded.
 #[derive(Debug, Clone, Copy)]
@@ -31,59 +34,38 @@ struct Job {
     params: CtParams,
 }
 
+/// Rows quantized together: zero points are packed 32/bits rows to a word down the columns.
+fn row_block(job: &Job) -> usize {
+    (32 / job.params.bits.max(1)) as usize
+}
+
 /// What an output tensor of a quantized weight holds.
 #[derive(Debug, Clone, Copy)]
 enum Part {
     Packed(Job),
+    Scale(Job),
     ZeroPoint(Job),
     Shape(Job),
 }
 
-/// Each weight's quantization, keyed by its base name (`X` of `X.weight_packed`), kept from
-/// encoding the packed codes until its scale (and zero point) tensors have taken their parts, so a
-/// weight is quantized once.
-type Cache = Arc<Mutex<HashMap<String, CtPacked>>>;
-
-/// Takes one part of `base`'s cached quantization, or quantizes `values` again (a tensor planned
-/// before its codes, or a cache that could not be locked); they are widened to f32 only then.
-fn take<T: Default>(
-    cache: &Cache,
-    base: &str,
-    values: &Elements<'_>,
-    job: Job,
-    part: fn(&mut CtPacked) -> T,
-) -> T {
-    let hit = cache.lock().ok().and_then(|mut c| {
-        let q = c.get_mut(base)?;
-        let got = part(q);
-        if q.weight_scale.is_empty() && q.weight_zero_point.is_none() {
-            c.remove(base);
-        }
-        Some(got)
-    });
-    hit.unwrap_or_else(|| {
-        quantize_pack(&f32_values(values), job.rows, job.cols, job.params)
-            .map(|mut q| part(&mut q))
-            .unwrap_or_default()
-    })
-}
-
-fn scale_part(q: &mut CtPacked) -> Vec<f32> {
-    std::mem::take(&mut q.weight_scale)
-}
-
-fn zero_point_part(q: &mut CtPacked) -> Vec<i32> {
-    q.weight_zero_point.take().unwrap_or_default()
+/// The scales and zero points a weight's packed codes have produced so far, row block after
+/// row block, until its scale (and zero point) tensors take them, so a weight is quantized once.
+#[derive(Debug, Default)]
+struct Kept {
+    rows: usize,
+    scale: Option<Vec<f32>>,
+    zero_point: Option<Vec<i32>>,
 }
 
 /// Output tensors plus the encoder state for their packed codes.
 pub struct Int4Plan {
-    /// Output tensors in order (per weight: packed, scale, shape).
+    /// Output tensors in order (per weight: packed, scale, zero point, shape).
     pub tensors: Vec<Planned>,
     /// config.json for the output.
     pub config: Value,
     parts: BTreeMap<String, Part>,
-    cache: Cache,
+    /// Keyed by the weight's base name (`X` of `X.weight_packed`).
+    kept: Mutex<HashMap<String, Kept>>,
 }
 
 impl std::fmt::Debug for Int4Plan {
@@ -94,56 +76,144 @@ impl std::fmt::Debug for Int4Plan {
     }
 }
 
+impl Int4Plan {
+    /// Keeps what rows `start..` of `base` produced (row blocks arrive in order; row 0 starts over).
+    fn keep(&self, base: &str, start: usize, q: CtPacked) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        let k = kept.entry(base.to_owned()).or_default();
+        if start == 0 {
+            *k = Kept {
+                rows: 0,
+                scale: Some(Vec::new()),
+                zero_point: q.weight_zero_point.as_ref().map(|_| Vec::new()),
+            };
+        }
+        if k.rows != start {
+            return;
+        }
+        k.rows += q.weight_shape[0];
+        if let Some(s) = &mut k.scale {
+            s.extend(q.weight_scale);
+        }
+        if let (Some(z), Some(more)) = (&mut k.zero_point, q.weight_zero_point) {
+            z.extend(more);
+        }
+    }
+
+    /// Whether `base`'s part is kept whole.
+    fn complete(&self, base: &str, job: &Job, part: Part) -> bool {
+        let Ok(kept) = self.kept.lock() else {
+            return false;
+        };
+        kept.get(base).is_some_and(|k| {
+            k.rows == job.rows
+                && match part {
+                    Part::Scale(_) => k.scale.is_some(),
+                    _ => k.zero_point.is_some(),
+                }
+        })
+    }
+
+    /// Takes one of `base`'s kept parts, forgetting the weight once both are taken.
+    fn take<T: Default>(&self, base: &str, part: fn(&mut Kept) -> Option<T>) -> T {
+        let Ok(mut kept) = self.kept.lock() else {
+            return T::default();
+        };
+        let Some(k) = kept.get_mut(base) else {
+            return T::default();
+        };
+        let got = part(k).unwrap_or_default();
+        if k.scale.is_none() && k.zero_point.is_none() {
+            kept.remove(base);
+        }
+        got
+    }
+}
+
 impl Encoder for Int4Plan {
-    /// Writes `weight_packed` (from the weight's values) and `weight_shape`.
+    fn claims(&self, meta: &TensorMeta) -> bool {
+        self.parts.contains_key(&meta.name)
+    }
+
+    fn slicing(&self, meta: &TensorMeta) -> Slicing {
+        let base = base_name(&meta.name);
+        match self.parts.get(&meta.name) {
+            Some(Part::Shape(_)) => Slicing::Kept,
+            Some(&p @ (Part::Scale(j) | Part::ZeroPoint(j))) if self.complete(base, &j, p) => {
+                Slicing::Kept
+            }
+            Some(Part::Packed(j) | Part::Scale(j) | Part::ZeroPoint(j)) => {
+                Slicing::Rows(row_block(j))
+            }
+            None => Slicing::Whole,
+        }
+    }
+
+    /// Writes `weight_packed` of some rows (keeping their scales and zero points),
+    /// `weight_scale` and `weight_zero_point` (kept, or quantized again) and `weight_shape`.
     fn encode(
         &self,
         meta: &TensorMeta,
-        values: &Elements<'_>,
-        out: &mut [u8],
+        rows: Range<usize>,
+        values: Option<&Elements<'_>>,
+        out: &mut Vec<u8>,
     ) -> std::result::Result<(), String> {
-        let bytes: Vec<u8> = match self.parts.get(&meta.name) {
-            Some(Part::Packed(j)) => {
-                let v = f32_values(values);
-                let mut q =
-                    quantize_pack(&v, j.rows, j.cols, j.params).map_err(|e| refusal(e, values))?;
-                let packed = std::mem::take(&mut q.weight_packed);
-                if let Ok(mut c) = self.cache.lock() {
-                    c.insert(base_name(&meta.name).to_owned(), q);
-                }
-                packed.iter().flat_map(|x| x.to_le_bytes()).collect()
-            }
-            Some(Part::ZeroPoint(j)) => take(
-                &self.cache,
-                base_name(&meta.name),
-                values,
-                *j,
-                zero_point_part,
-            )
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
-            Some(Part::Shape(j)) => [j.rows as i64, j.cols as i64]
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect(),
-            None => return Err(format!("no INT4 job for `{}`", meta.name)),
+        let part = self.parts.get(&meta.name);
+        let part = *part.ok_or_else(|| format!("no INT4 job for `{}`", meta.name))?;
+        let base = base_name(&meta.name);
+        let quantized = |j: &Job, v: &Elements<'_>| {
+            quantize_pack(&f32_values(v), rows.len(), j.cols, j.params).map_err(|e| refusal(e, v))
         };
-        if bytes.len() != out.len() {
-            return Err(format!("{} bytes for {} planned", bytes.len(), out.len()));
+        match (part, values) {
+            (Part::Shape(j), _) => {
+                out.extend(
+                    [j.rows as i64, j.cols as i64]
+                        .iter()
+                        .flat_map(|x| x.to_le_bytes()),
+                );
+            }
+            (Part::Packed(j), Some(v)) => {
+                let mut q = quantized(&j, v)?;
+                let packed = std::mem::take(&mut q.weight_packed);
+                out.extend(packed.iter().flat_map(|x| x.to_le_bytes()));
+                self.keep(base, rows.start, q);
+            }
+            (Part::Scale(_), None) => scale_bytes(meta, &self.take(base, |k| k.scale.take()), out)?,
+            (Part::ZeroPoint(_), None) => {
+                let z = self.take(base, |k| k.zero_point.take());
+                out.extend(z.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            (Part::Scale(j), Some(v)) => scale_bytes(meta, &quantized(&j, v)?.weight_scale, out)?,
+            (Part::ZeroPoint(j), Some(v)) => {
+                let z = quantized(&j, v)?.weight_zero_point.unwrap_or_default();
+                out.extend(z.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            (Part::Packed(_), None) => return Err("INT4 codes need their values".into()),
         }
-        out.copy_from_slice(&bytes);
         Ok(())
     }
+}
+
+/// Scales in the scale tensor's dtype, appended to `out`.
+fn scale_bytes(
+    meta: &TensorMeta,
+    scales: &[f32],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    let n = meta
+        .dtype
+        .row_bytes(scales.len() as u64)
+        .map_err(|e| e.to_string())? as usize;
+    let at = out.len();
+    out.resize(at + n, 0);
+    encode_f32(meta.dtype, scales, &mut out[at..]).map_err(|e| e.to_string())
 }
 
 /// `X` of `X.weight_packed`, `X.weight_scale`, `X.weight_zero_point`.
 fn base_name(name: &str) -> &str {
     name.rsplit_once(".weight_").map_or(name, |(base, _)| base)
-}
-
-fn is_linear(m: &TensorMeta) -> bool {
-    m.shape.dims().len() == 2 && m.name.ends_with("_proj.weight") && m.dtype.is_float()
 }
 
 /// Plans every tensor of `src` (a logical view: quantized inputs already dequantized).
@@ -152,7 +222,6 @@ fn is_linear(m: &TensorMeta) -> bool {
 pub fn plan_int4(src: &dyn TensorSource, config: &Value, symmetric: bool) -> Result<Int4Plan> {
     let mut tensors = Vec::new();
     let mut parts = BTreeMap::new();
-    let cache = Cache::default();
     let mut ignore = vec!["lm_head".to_owned()];
     for m in src.tensors() {
         let (rows, cols) = match m.shape.dims() {
@@ -163,8 +232,8 @@ pub fn plan_int4(src: &dyn TensorSource, config: &Value, symmetric: bool) -> Res
             symmetric,
             ..CtParams::w4a16(m.dtype)
         };
-        if !is_linear(m) || !cols.is_multiple_of(params.group) {
-            if is_linear(m) {
+        if !is_block_linear(m) || !cols.is_multiple_of(params.group) {
+            if is_block_linear(m) {
                 ignore.push(m.name.trim_end_matches(".weight").to_owned());
             }
             let out = TensorMeta::new(m.name.clone(), m.dtype, m.shape.clone());
@@ -185,14 +254,11 @@ pub fn plan_int4(src: &dyn TensorSource, config: &Value, symmetric: bool) -> Res
         ));
         let groups = (cols / params.group) as u64;
         let scale = format!("{base}.weight_scale");
-        let (c, key) = (Arc::clone(&cache), base.to_owned());
-        tensors.push(Planned {
-            meta: TensorMeta::new(scale, m.dtype, [rows as u64, groups]),
-            from: vec![m.name.clone()],
-            transform: Some(Box::new(move |v: &[f32]| {
-                take(&c, &key, &Elements::F32(v), job, scale_part)
-            })),
-        });
+        parts.insert(scale.clone(), Part::Scale(job));
+        tensors.push(Planned::simple(
+            TensorMeta::new(scale, m.dtype, [rows as u64, groups]),
+            m.name.clone(),
+        ));
         if !symmetric {
             let zp = format!("{base}.weight_zero_point");
             parts.insert(zp.clone(), Part::ZeroPoint(job));
@@ -226,7 +292,7 @@ pub fn plan_int4(src: &dyn TensorSource, config: &Value, symmetric: bool) -> Res
         tensors,
         config: c,
         parts,
-        cache,
+        kept: Mutex::default(),
     })
 }
 

@@ -9,6 +9,7 @@
 //! quantized tensor: `design/FORMATS.md` b5.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -18,7 +19,7 @@ use wharf_quantizers::Elements;
 use wharf_quantizers::mlx::{self, MlxParams};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Encoder, Planned, Transform, f32_values, refusal};
+use crate::pipeline::{Encoder, Planned, Slicing, Transform, f32_values, refusal};
 
 /// Re-lays one logical weight out of its source values (stacking is done by concatenation).
 type Relayout = std::sync::Arc<dyn Fn(&[f32]) -> Vec<f32> + Send + Sync>;
@@ -43,10 +44,17 @@ pub struct MlxPlan {
     params: MlxParams,
     /// Which part of which quantized weight each output tensor is.
     parts: BTreeMap<String, (Part, Arc<Job>)>,
-    /// One quantization per weight, shared by its `biases`, `scales` and packed `weight`
-    /// (written in that order), keyed by the weight's base name.
-    cache: Mutex<HashMap<String, Quantized>>,
+    /// What each weight's `biases` (written first) computed for the `scales` and packed
+    /// `weight` after it, keyed by the weight's base name.
+    kept: Mutex<HashMap<String, Kept>>,
+    /// Most scale bytes kept per weight ([`KEEP_SCALES`]).
+    keep_scales: usize,
 }
+
+/// Scales kept between a weight's `biases` and its `scales`, at most this many bytes (encoded)
+/// per weight: above it the scales are computed again. A stack of 256 DeepSeek-V3 experts
+/// keeps 117 MB, Kimi-K2's 384 keep 176 MB; the weights of one quantized tensor are 32x that.
+const KEEP_SCALES: usize = 256 << 20;
 
 /// The three outputs of one quantized weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +64,10 @@ enum Part {
     Weight,
 }
 
-/// One quantized weight: its base name, scale dtype and optional re-layout.
+/// One quantized weight: its base name, rows, scale dtype and optional re-layout.
 struct Job {
     base: String,
+    rows: usize,
     dtype: DType,
     relayout: Option<Relayout>,
 }
@@ -71,6 +80,15 @@ struct Quantized {
     biases: Vec<f32>,
 }
 
+/// What a weight's `biases` left for its other two tensors: the scales of the rows made so
+/// far, encoded (unless too many), and the packed words when one block was the whole weight.
+#[derive(Default)]
+struct Kept {
+    rows: usize,
+    scales: Option<Vec<u8>>,
+    weight: Option<Vec<u8>>,
+}
+
 impl std::fmt::Debug for MlxPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MlxPlan")
@@ -80,7 +98,7 @@ impl std::fmt::Debug for MlxPlan {
 }
 
 impl MlxPlan {
-    /// Quantizes a weight's values (re-laid out first where the layout asks).
+    /// Quantizes rows of a weight (re-laid out first where the layout asks: then all of them).
     fn quantize(&self, job: &Job, v: &Elements<'_>) -> std::result::Result<Quantized, String> {
         let relaid = job.relayout.as_ref().map(|r| r(&f32_values(v)));
         let v = relaid.as_deref().map_or(*v, Elements::F32);
@@ -95,37 +113,73 @@ impl MlxPlan {
         Ok(q)
     }
 
-    /// Bytes of one part of `job`'s quantization, computed by the first of its three tensors.
-    fn part(
+    /// Keeps what the `biases` of rows `rows` computed (row blocks arrive in order; row 0
+    /// starts over).
+    fn keep(
         &self,
         job: &Job,
-        part: Part,
-        v: &Elements<'_>,
-        out: &mut [u8],
+        rows: &Range<usize>,
+        q: Quantized,
     ) -> std::result::Result<(), String> {
-        let poisoned = || "MLX cache lock poisoned".to_owned();
-        let mut cache = self.cache.lock().map_err(|_| poisoned())?;
-        if !cache.contains_key(&job.base) {
-            let q = self.quantize(job, v)?;
-            cache.insert(job.base.clone(), q);
+        let Ok(mut kept) = self.kept.lock() else {
+            return Ok(());
+        };
+        let k = kept.entry(job.base.clone()).or_default();
+        if rows.start == 0 {
+            let per = job
+                .dtype
+                .row_bytes(q.scales.len() as u64)
+                .map_err(|e| e.to_string())?;
+            let scales = job.rows * per as usize / rows.len().max(1);
+            *k = Kept {
+                rows: 0,
+                scales: (scales <= self.keep_scales).then(Vec::new),
+                weight: (rows.len() == job.rows).then(Vec::new),
+            };
         }
-        if part == Part::Weight {
-            // The packed weight is written last: its entry is done with then.
-            let q = cache.remove(&job.base).unwrap_or_default();
-            drop(cache);
-            if q.weight.len() != out.len() {
-                return Err(format!("{} bytes for {}", q.weight.len(), out.len()));
-            }
-            out.copy_from_slice(&q.weight);
+        if k.rows != rows.start {
             return Ok(());
         }
-        let q = cache.get_mut(&job.base).ok_or_else(poisoned)?;
-        let values = std::mem::take(match part {
-            Part::Scales => &mut q.scales,
-            _ => &mut q.biases,
-        });
-        drop(cache);
-        encode_f32(job.dtype, &values, out).map_err(|e| e.to_string())
+        k.rows += rows.len();
+        if let Some(s) = &mut k.scales {
+            encoded(job.dtype, &q.scales, s)?;
+        }
+        if let Some(w) = &mut k.weight {
+            w.extend(q.weight);
+        }
+        Ok(())
+    }
+
+    /// Whether `job`'s `part` is kept whole.
+    fn complete(&self, job: &Job, part: Part) -> bool {
+        let Ok(kept) = self.kept.lock() else {
+            return false;
+        };
+        kept.get(&job.base).is_some_and(|k| {
+            k.rows == job.rows
+                && match part {
+                    Part::Scales => k.scales.is_some(),
+                    Part::Weight => k.weight.is_some(),
+                    Part::Biases => false,
+                }
+        })
+    }
+
+    /// Takes `job`'s kept scales (encoded) or packed words, forgetting the weight after its
+    /// packed words (written last).
+    fn take(&self, job: &Job, part: Part) -> Vec<u8> {
+        let Ok(mut kept) = self.kept.lock() else {
+            return Vec::new();
+        };
+        let bytes = match (part, kept.get_mut(&job.base)) {
+            (Part::Scales, Some(k)) => k.scales.take(),
+            (Part::Weight, Some(k)) => k.weight.take(),
+            _ => None,
+        };
+        if part == Part::Weight {
+            kept.remove(&job.base);
+        }
+        bytes.unwrap_or_default()
     }
 }
 
@@ -134,19 +188,62 @@ impl Encoder for MlxPlan {
         self.parts.contains_key(&meta.name)
     }
 
-    /// Writes a quantized weight's packed words, scales or biases.
+    fn slicing(&self, meta: &TensorMeta) -> Slicing {
+        match self.parts.get(&meta.name) {
+            Some((part, job)) if self.complete(job, *part) => Slicing::Kept,
+            Some((_, job)) if job.relayout.is_some() => Slicing::Whole,
+            Some(_) => Slicing::Rows(1),
+            None => Slicing::Whole,
+        }
+    }
+
+    /// Writes a quantized weight's biases, scales or packed words for some rows (or the kept
+    /// ones).
     fn encode(
         &self,
         meta: &TensorMeta,
-        v: &Elements<'_>,
-        out: &mut [u8],
+        rows: Range<usize>,
+        v: Option<&Elements<'_>>,
+        out: &mut Vec<u8>,
     ) -> std::result::Result<(), String> {
         let (part, job) = self
             .parts
             .get(&meta.name)
             .ok_or_else(|| format!("no MLX job for `{}`", meta.name))?;
-        self.part(job, *part, v, out)
+        let Some(v) = v else {
+            out.append(&mut self.take(job, *part));
+            return Ok(());
+        };
+        let mut q = self.quantize(job, v)?;
+        match part {
+            Part::Weight => out.append(&mut q.weight),
+            Part::Scales => encoded(job.dtype, &q.scales, out)?,
+            Part::Biases => {
+                encoded(job.dtype, &q.biases, out)?;
+                self.keep(job, &rows, q)?;
+            }
+        }
+        Ok(())
     }
+}
+
+#[cfg(test)]
+impl MlxPlan {
+    /// Keeps at most `bytes` of scales per weight (0: every weight made in several row blocks
+    /// computes its scales again).
+    pub(crate) fn keep_scales_at_most(&mut self, bytes: usize) {
+        self.keep_scales = bytes;
+    }
+}
+
+/// `values` in `dtype`, appended to `out`.
+fn encoded(dtype: DType, values: &[f32], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let at = out.len();
+    let n = dtype
+        .row_bytes(values.len() as u64)
+        .map_err(|e| e.to_string())? as usize;
+    out.resize(at + n, 0);
+    encode_f32(dtype, values, &mut out[at..]).map_err(|e| e.to_string())
 }
 
 impl MlxPlan {
@@ -183,14 +280,30 @@ fn cfg_usize(config: &Value, key: &str) -> Result<usize> {
         })
 }
 
-/// The logical weights of the MLX layout: DeepSeek's experts stacked and `kv_b_proj` split.
+/// Whether `name` belongs to a layer past `num_hidden_layers`: DeepSeek's multi-token
+/// prediction module (`model.layers.61.*` of V3/R1), which mlx-lm's `sanitize` drops.
+pub(crate) fn beyond_depth(name: &str, config: &Value) -> bool {
+    let depth = config.get("num_hidden_layers").and_then(Value::as_u64);
+    let layer = name
+        .strip_prefix("model.layers.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|l| l.parse::<u64>().ok());
+    matches!((layer, depth), (Some(l), Some(d)) if l >= d)
+}
+
+/// The logical weights of the MLX layout: DeepSeek's experts stacked and `kv_b_proj` split,
+/// layers past the model's depth (MTP) left out.
 fn logical_weights(src: &dyn TensorSource, config: &Value) -> Result<Vec<Logical>> {
     let deepseek = matches!(
         config.get("model_type").and_then(Value::as_str),
         Some("deepseek_v3" | "deepseek_v2")
     );
     let mut out = Vec::new();
-    for m in src.tensors() {
+    for m in src
+        .tensors()
+        .iter()
+        .filter(|m| !beyond_depth(&m.name, config))
+    {
         let one = |name: String| Logical {
             name,
             shape: m.shape.dims().to_vec(),
@@ -313,6 +426,7 @@ pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Re
         let sd = l.dtype;
         let job = Arc::new(Job {
             base: base.clone(),
+            rows: l.shape.iter().rev().skip(1).product::<u64>() as usize,
             dtype: sd,
             relayout: l.relayout,
         });
@@ -337,7 +451,8 @@ pub fn plan_mlx(src: &dyn TensorSource, config: &Value, params: MlxParams) -> Re
         parameters,
         params,
         parts,
-        cache: Mutex::default(),
+        kept: Mutex::default(),
+        keep_scales: KEEP_SCALES,
     })
 }
 

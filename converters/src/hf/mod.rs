@@ -15,6 +15,9 @@ mod transforms;
 mod vocab;
 mod write_gguf;
 
+#[cfg(test)]
+mod blocks_tests;
+
 pub use config::{architecture, load_config, load_config_file, parse_config};
 pub use fp8_plan::{Fp8Plan, Fp8Scheme, plan_fp8, quantization_config};
 pub use int4_plan::{Int4Plan, plan_int4};

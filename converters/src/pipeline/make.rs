@@ -1,26 +1,31 @@
 //! The making side of the pipeline: one planned tensor's bytes from its sources, handed on in
 //! pieces — raw storage borrowed straight from the source, everything else in owned buffers
 //! that the writer gives back for reuse.
+//!
+//! A tensor without a transform is made a row block at a time ([`Slicing::Rows`]): each source
+//! in turn (the experts of a stack), a block of at most [`SLICE_VALUES`] of its values decoded,
+//! encoded and handed on, so what is held never grows with the output or the number of
+//! sources. Rows the source computes (a dequantizing view) are computed a block at a time too
+//! ([`TensorSource::computed_rows`]); stored rows are borrowed from the map.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::mpsc::Receiver;
 
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::Elements;
 
 use super::read::Buffer;
-use super::{CHUNK, Encoder, Planned, read_f32};
+use super::{CHUNK, Encoder, Planned, Slicing, f32_values, read_f32};
 use crate::error::{Error, ErrorKind, Result, from_core};
 
 /// Hands one piece of the current output tensor to the writer; fails once the writer stopped.
 pub(super) type Emit<'s, 'f> = dyn FnMut(Cow<'s, [u8]>) -> Result<()> + 'f;
 
-/// The source values of the previous output tensor: an FP8 weight and its scales, or an MLX
-/// weight, its biases and scales, are planned one after another from the same source, which is
-/// then read once.
-type Last<'s, 'p> = Option<(&'p [String], Held<'s>)>;
+/// Source values in one row block: 8 Mi values (32 MiB as f32).
+pub(super) const SLICE_VALUES: usize = 8 << 20;
 
-/// Source values as held between output tensors.
+/// Whole-tensor source values (a transform's input, or a per-tensor scale's).
 enum Held<'s> {
     /// One BF16 source's stored bytes (usually borrowed from the mapped file).
     Bf16(Cow<'s, [u8]>),
@@ -51,57 +56,124 @@ impl Held<'_> {
     }
 }
 
-/// Makes planned tensors one after another: the source, the encoder, the values the previous
-/// tensor read, and the buffers the writer has finished with (no fresh zeroed pages per
-/// weight).
-pub(super) struct Maker<'s, 'e, 'p> {
+/// Where one source's rows come from while its blocks are made.
+enum Stock<'s> {
+    /// Its stored bytes, borrowed from the map (or built once by the source).
+    Bytes(Cow<'s, [u8]>),
+    /// Its stored bytes, read by the reader thread.
+    Read(Buffer),
+    /// Rows the source computes on demand.
+    Computed,
+}
+
+/// One row block's values: borrowed from the stock, or decoded.
+enum Block<'a> {
+    Borrowed(Elements<'a>),
+    Owned(Vec<f32>),
+}
+
+impl Block<'_> {
+    fn elements(&self) -> Elements<'_> {
+        match self {
+            Block::Borrowed(e) => *e,
+            Block::Owned(v) => Elements::F32(v),
+        }
+    }
+}
+
+/// Makes planned tensors one after another: the source, the encoder, and the buffers the
+/// writer has finished with (no fresh zeroed pages per block).
+pub(super) struct Maker<'s, 'e> {
     src: &'s dyn TensorSource,
     encoder: Option<&'e dyn Encoder>,
     spare: Receiver<Vec<u8>>,
     /// Source tensors read ahead by the reader thread, in plan order.
     reads: Receiver<Result<Buffer>>,
-    last: Last<'s, 'p>,
+    /// Source values per row block (about).
+    block_values: usize,
 }
 
-impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
-    /// A maker holding nothing yet, taking buffers back from `spare`.
+impl<'s, 'e> Maker<'s, 'e> {
+    /// A maker taking buffers back from `spare`.
     pub fn new(
         src: &'s dyn TensorSource,
         encoder: Option<&'e dyn Encoder>,
         spare: Receiver<Vec<u8>>,
         reads: Receiver<Result<Buffer>>,
+        block_values: usize,
     ) -> Self {
         Maker {
             src,
             encoder,
             spare,
             reads,
-            last: None,
+            block_values,
         }
     }
 
-    /// A buffer the writer gave back, or a new one.
+    /// A buffer the writer gave back, or a new one, empty.
     fn buffer(&self) -> Vec<u8> {
-        self.spare.try_recv().unwrap_or_default()
+        let mut b = self.spare.try_recv().unwrap_or_default();
+        b.clear();
+        b
     }
 
     /// Makes `p` and hands its bytes, in order, to `emit`; its source values come from the
-    /// reader thread when `read` (see `read::schedule`), else from the source.
-    pub fn make(&mut self, p: &'p Planned, read: bool, emit: &mut Emit<'s, '_>) -> Result<()> {
+    /// reader thread when `read` (see `read::schedule`), else from the source. Fails unless
+    /// exactly the planned bytes were made.
+    pub fn make(&mut self, p: &Planned, read: bool, emit: &mut Emit<'s, '_>) -> Result<()> {
         let src = self.src;
-        let claimed = self.encoder.filter(|e| e.claims(&p.meta));
         if is_raw(src, self.encoder, p) {
-            self.last = None; // nothing decoded is held while bytes stream through
             let name = p.from.first().map(String::as_str).unwrap_or_default();
             return emit(src.bytes(name).map_err(from_core)?);
         }
-        let same = matches!(&self.last, Some((from, _)) if *from == p.from.as_slice());
-        // Drop values that will not be reused before reading new ones (peak = one tensor).
-        let kept = self.last.take().filter(|_| same).map(|(_, v)| v);
-        let mut held = match kept {
-            Some(v) => v,
-            None if read => self.received()?,
-            None => source_values(src, &p.from)?,
+        let received = if read { Some(self.received()?) } else { None };
+        let claimed = self.encoder.filter(|e| e.claims(&p.meta));
+        let slicing = claimed.map_or(Slicing::Rows(1), |e| e.slicing(&p.meta));
+        let mut made = 0u64;
+        let mut counted = |b: Cow<'s, [u8]>| {
+            made += b.len() as u64;
+            emit(b)
+        };
+        match (slicing, claimed) {
+            (Slicing::Kept, Some(enc)) => {
+                let mut out = self.buffer();
+                let rows = 0..p.meta.shape.rows()? as usize;
+                enc.encode(&p.meta, rows, None, &mut out)
+                    .map_err(unconvertible)?;
+                counted(Cow::Owned(out))?;
+            }
+            (Slicing::Rows(align), _) if p.transform.is_none() && !p.from.is_empty() => {
+                self.sliced(p, align.max(1), claimed, received, &mut counted)?;
+            }
+            _ => self.whole(p, claimed, received, &mut counted)?,
+        }
+        let planned = p.meta.nbytes()?;
+        if made != planned {
+            return Err(unconvertible(format!(
+                "planned {planned} bytes, made {made}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The next source tensor from the reader thread.
+    fn received(&self) -> Result<Buffer> {
+        let stopped = || Error::new(ErrorKind::Output("the source reader stopped".into()));
+        self.reads.recv().map_err(|_| stopped())?
+    }
+
+    /// Makes `p` from all its source values at once (transformed first where planned).
+    fn whole(
+        &self,
+        p: &Planned,
+        claimed: Option<&dyn Encoder>,
+        received: Option<Buffer>,
+        emit: &mut Emit<'s, '_>,
+    ) -> Result<()> {
+        let mut held = match received {
+            Some(b) => Held::Read(b),
+            None => source_values(self.src, &p.from)?,
         };
         let transformed = p.transform.as_ref().map(|t| t(held.f32()));
         match claimed {
@@ -111,41 +183,71 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
                     None => held.elements(),
                 };
                 let mut out = self.buffer();
-                out.clear();
-                out.resize(p.meta.nbytes()? as usize, 0);
-                let e = enc.encode(&p.meta, &values, &mut out);
-                e.map_err(|e| Error::new(ErrorKind::Unconvertible(e)))?;
-                emit(Cow::Owned(out))?;
+                let rows = 0..p.meta.shape.rows()? as usize;
+                enc.encode(&p.meta, rows, Some(&values), &mut out)
+                    .map_err(unconvertible)?;
+                emit(Cow::Owned(out))
             }
             None => {
                 let values = match &transformed {
                     Some(v) => v,
                     None => held.f32(),
                 };
-                self.floats(&p.meta, values, emit)?;
+                self.floats(&p.meta, values, emit)
             }
         }
-        self.last = Some((&p.from, held));
+    }
+
+    /// Makes `p` a row block at a time, source after source, blocks a multiple of `align`
+    /// rows (and of FP8's 128-row blocks once they are that large).
+    fn sliced(
+        &self,
+        p: &Planned,
+        align: usize,
+        claimed: Option<&dyn Encoder>,
+        mut received: Option<Buffer>,
+        emit: &mut Emit<'s, '_>,
+    ) -> Result<()> {
+        let src = self.src;
+        let mut base = 0usize;
+        for name in &p.from {
+            let meta = src.require(name).map_err(from_core)?;
+            let (rows, cols) = (meta.shape.rows()? as usize, meta.shape.row_len() as usize);
+            let stock = match received.take() {
+                Some(b) => Stock::Read(b),
+                None => stock(src, name, meta)?,
+            };
+            let step = block_rows(self.block_values, cols, align);
+            for start in (0..rows).step_by(step) {
+                let r = start..rows.min(start + step);
+                let at = base + r.start..base + r.end;
+                let block =
+                    block_of(src, &stock, meta, r.clone()).map_err(|e| e.in_tensor(name))?;
+                match (claimed, &block) {
+                    (Some(enc), _) => {
+                        let mut out = self.buffer();
+                        let values = block.elements();
+                        enc.encode(&p.meta, at, Some(&values), &mut out)
+                            .map_err(unconvertible)?;
+                        emit(Cow::Owned(out))?;
+                    }
+                    // Same storage: the stored bytes of these rows, as they are.
+                    (None, _)
+                        if meta.dtype == p.meta.dtype && !matches!(stock, Stock::Computed) =>
+                    {
+                        emit(stored_rows(&stock, meta, r)?)?;
+                    }
+                    (None, _) => self.floats(&p.meta, &f32_values(&block.elements()), emit)?,
+                }
+            }
+            base += rows;
+        }
         Ok(())
     }
 
-    /// The next source tensor from the reader thread.
-    fn received(&self) -> Result<Held<'s>> {
-        let stopped = || Error::new(ErrorKind::Output("the source reader stopped".into()));
-        self.reads.recv().map_err(|_| stopped())?.map(Held::Read)
-    }
-
     /// Float storages encode element by element: a chunk at a time, so no second copy of a
-    /// large tensor is ever held.
+    /// large block is ever held.
     fn floats(&self, meta: &TensorMeta, values: &[f32], emit: &mut Emit<'s, '_>) -> Result<()> {
-        let numel = meta.numel()? as usize;
-        if values.len() != numel {
-            return Err(Error::new(ErrorKind::Unconvertible(format!(
-                "planned {} values, produced {}",
-                numel,
-                values.len()
-            ))));
-        }
         for vals in values.chunks(CHUNK / 4) {
             let mut out = self.buffer();
             out.resize(meta.dtype.row_bytes(vals.len() as u64)? as usize, 0);
@@ -157,15 +259,108 @@ impl<'s, 'e, 'p> Maker<'s, 'e, 'p> {
     }
 }
 
+fn unconvertible(e: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Unconvertible(e.into()))
+}
+
+/// Rows per block for rows of `cols` values: about `values` values, a multiple of `align`, and
+/// of 128 when at least that many (so a block read of FP8-stored rows decodes each 128-row
+/// scale block once).
+fn block_rows(values: usize, cols: usize, align: usize) -> usize {
+    let per = (values / cols.max(1)).max(1);
+    let mut step = (per / align).max(1) * align;
+    if step >= 128 && align <= 128 && 128 % align == 0 {
+        step -= step % 128;
+    }
+    step
+}
+
+/// Where `name`'s rows come from: computed by the source, or its stored bytes (checked to be
+/// exactly the planned size).
+fn stock<'s>(src: &'s dyn TensorSource, name: &str, meta: &TensorMeta) -> Result<Stock<'s>> {
+    if src.computed_rows(name, 0..0).is_some() {
+        return Ok(Stock::Computed);
+    }
+    let bytes = src.bytes(name).map_err(from_core)?;
+    if bytes.len() as u64 != meta.nbytes()? {
+        return Err(unconvertible(format!(
+            "{} bytes stored for {} {} values",
+            bytes.len(),
+            meta.numel()?,
+            meta.dtype
+        ))
+        .in_tensor(name));
+    }
+    Ok(Stock::Bytes(bytes))
+}
+
+/// The stored bytes of rows `r`, borrowed when the stock is.
+fn stored_rows<'s>(stock: &Stock<'s>, meta: &TensorMeta, r: Range<usize>) -> Result<Cow<'s, [u8]>> {
+    let row = meta.dtype.row_bytes(meta.shape.row_len())? as usize;
+    let range = r.start * row..r.end * row;
+    Ok(match stock {
+        Stock::Bytes(Cow::Borrowed(b)) => Cow::Borrowed(&b[range]),
+        Stock::Bytes(Cow::Owned(b)) => Cow::Owned(b[range].to_vec()),
+        Stock::Read(b) => Cow::Owned(b.bytes()[range].to_vec()),
+        Stock::Computed => Cow::Owned(Vec::new()),
+    })
+}
+
+/// Rows `r` of one source: BF16 and aligned F32 storage borrowed, other storages decoded,
+/// computed rows computed.
+fn block_of<'a>(
+    src: &dyn TensorSource,
+    stock: &'a Stock<'_>,
+    meta: &TensorMeta,
+    r: Range<usize>,
+) -> Result<Block<'a>> {
+    let bytes = match stock {
+        Stock::Computed => {
+            let rows = src
+                .computed_rows(&meta.name, r)
+                .unwrap_or_else(|| Ok(Vec::new()));
+            return rows.map(Block::Owned).map_err(from_core);
+        }
+        Stock::Bytes(b) => &b[..],
+        Stock::Read(b) => b.bytes(),
+    };
+    let row = meta.dtype.row_bytes(meta.shape.row_len())? as usize;
+    let b = &bytes[r.start * row..r.end * row];
+    match meta.dtype {
+        DType::BF16 => return Ok(Block::Borrowed(Elements::Bf16(b))),
+        DType::F32 if cfg!(target_endian = "little") => {
+            if let Ok(v) = bytemuck::try_cast_slice::<u8, f32>(b) {
+                return Ok(Block::Borrowed(Elements::F32(v)));
+            }
+        }
+        _ => {}
+    }
+    let mut out = vec![0f32; r.len() * meta.shape.row_len() as usize];
+    decode(meta.dtype, b, &mut out)?;
+    Ok(Block::Owned(out))
+}
+
+/// Stored values to f32: the core casts, or GGML blocks through the codecs (a quantized GGUF
+/// read for requantizing).
+pub(super) fn decode(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    let decoded = if wharf_core::cast::decodes_to_f32(dtype) {
+        wharf_core::cast::decode_f32(dtype, bytes, out).map_err(|e| e.to_string())
+    } else {
+        wharf_quantizers::ggml::dequantize(dtype, bytes, out).map_err(|e| e.to_string())
+    };
+    decoded.map_err(unconvertible)
+}
+
 /// Whether `p` is its single source's stored bytes as they are: no encoder claims it, no
-/// transform, the same storage.
+/// transform, the same storage, stored rather than computed.
 pub(super) fn is_raw(src: &dyn TensorSource, encoder: Option<&dyn Encoder>, p: &Planned) -> bool {
     encoder.filter(|e| e.claims(&p.meta)).is_none()
         && p.transform.is_none()
         && p.from.len() == 1
-        && p.from
-            .iter()
-            .all(|n| src.meta(n).is_some_and(|m| m.dtype == p.meta.dtype))
+        && p.from.iter().all(|n| {
+            src.meta(n).is_some_and(|m| m.dtype == p.meta.dtype)
+                && src.computed_rows(n, 0..0).is_none()
+        })
 }
 
 /// The concatenated values of `from`: a single BF16 source as its stored bytes.
@@ -173,16 +368,10 @@ fn source_values<'s>(src: &'s dyn TensorSource, from: &[String]) -> Result<Held<
     match from {
         [one] if src.meta(one).is_some_and(|m| m.dtype == DType::BF16) => {
             let meta = src.require(one).map_err(from_core)?;
-            let bytes = src.bytes(one).map_err(from_core)?;
-            if bytes.len() as u64 != meta.nbytes()? {
-                return Err(Error::new(ErrorKind::Unconvertible(format!(
-                    "{} bytes stored for {} BF16 values",
-                    bytes.len(),
-                    meta.numel()?
-                )))
-                .in_tensor(one));
+            match stock(src, one, meta)? {
+                Stock::Bytes(b) => Ok(Held::Bf16(b)),
+                _ => values_of(src, one).map(Held::F32),
             }
-            Ok(Held::Bf16(bytes))
         }
         [one] => values_of(src, one).map(Held::F32),
         many => {
@@ -199,6 +388,11 @@ fn source_values<'s>(src: &'s dyn TensorSource, from: &[String]) -> Result<Held<
 /// aligned little-endian F32 (no copy of the largest tensor), decoded otherwise.
 fn values_of<'a>(src: &'a dyn TensorSource, name: &str) -> Result<Cow<'a, [f32]>> {
     let meta = src.require(name).map_err(from_core)?;
+    if let Some(rows) = src.computed_rows(name, 0..meta.shape.rows()? as usize) {
+        return rows
+            .map(Cow::Owned)
+            .map_err(|e| from_core(e).in_tensor(name));
+    }
     if meta.dtype == DType::F32 && cfg!(target_endian = "little") {
         let bytes = src.bytes(name).map_err(from_core)?;
         if let Cow::Borrowed(b) = bytes

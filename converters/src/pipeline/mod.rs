@@ -1,12 +1,13 @@
 //! Streaming tensor copy: one output tensor at a time goes from a source to a sink, either as
-//! raw bytes (same storage) or decoded to f32, transformed and re-encoded (`make.rs`), the next
-//! tensor made while the current one is written (`overlap.rs`), and the sources of the tensors
-//! after it read ahead: through the page cache (`ahead.rs`) or, for the BF16 tensors the maker
-//! decodes, directly into reused buffers (`read.rs`).
+//! raw bytes (same storage) or decoded to f32 and re-encoded a row block at a time (`make.rs`;
+//! a transformed tensor whole), the next tensor made while the current one is written
+//! (`overlap.rs`), and the sources of the tensors after it read ahead: through the page cache
+//! (`ahead.rs`) or, for the BF16 tensors the maker decodes, directly into reused buffers
+//! (`read.rs`).
 //!
-//! Peak memory is two output tensors (plus the f32 form of the one being made when it is
-//! transformed) and the direct reader's buffers (the source tensor being made, the next, and
-//! others within 64 MiB), never the model.
+//! Peak memory is a few row blocks, the f32 form of a transformed tensor, what encoders keep
+//! between the tensors of one weight, and the direct reader's buffers (the source tensor being
+//! made, the next, and others within 64 MiB), never the model nor a stacked output.
 
 mod ahead;
 mod make;
@@ -16,6 +17,7 @@ mod read;
 mod read_tests;
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use wharf_core::cast::decode_f32;
 use wharf_core::{TensorMeta, TensorSink, TensorSource};
@@ -56,43 +58,75 @@ impl Planned {
     }
 }
 
+/// How the maker may cut one output tensor's source values ([`Encoder::slicing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slicing {
+    /// A row block at a time, each a multiple of this many source rows (128 for FP8 blocks)
+    /// except the last block of each source; the bytes do not depend on where it cuts.
+    Rows(usize),
+    /// All source values at once (a per-tensor scale needs every value first).
+    Whole,
+    /// No source values: the encoder already holds the bytes, computed with an earlier tensor
+    /// of the same weight (its scales, taken with its codes).
+    Kept,
+}
+
 /// Makes the bytes of output tensors from their source values: every storage the core casts do
 /// not cover (GGML blocks, FP8 codes, packed words), and any other tensor it claims (the scales
 /// and biases computed with those codes).
+///
+/// Source rows are counted across the tensor's concatenated sources (experts stacked); a tensor
+/// with a transform is always made whole.
 pub trait Encoder: Sync {
     /// Whether [`Encoder::encode`] writes `meta` (by default: a storage the casts do not cover).
     fn claims(&self, meta: &TensorMeta) -> bool {
         !wharf_core::cast::encodes_from_f32(meta.dtype)
     }
 
-    /// Writes the bytes of `meta` into `out` (exactly `meta.nbytes()` long) from the values of
-    /// its sources: BF16 as stored when the tensor has one BF16 source and no transform, f32
-    /// otherwise. Must refuse NaN and infinity (RELIABILITY.md S17, see [`refusal`]).
+    /// How `meta` may be cut, asked as the maker starts it (so an encoder can answer
+    /// [`Slicing::Kept`] once an earlier tensor has left it the bytes).
+    fn slicing(&self, _meta: &TensorMeta) -> Slicing {
+        Slicing::Rows(1)
+    }
+
+    /// Appends to `out` (empty, its capacity reused) the bytes of `meta` that source rows
+    /// `rows` make, from their values: BF16 as stored when the tensor's sources are stored BF16
+    /// and there is no transform, f32 otherwise; `None` for [`Slicing::Kept`]. Must refuse NaN
+    /// and infinity (RELIABILITY.md S17, see [`refusal`]).
     fn encode(
         &self,
         meta: &TensorMeta,
-        values: &Elements<'_>,
-        out: &mut [u8],
+        rows: Range<usize>,
+        values: Option<&Elements<'_>>,
+        out: &mut Vec<u8>,
     ) -> std::result::Result<(), String>;
 }
 
-/// A closure over f32 values encodes the storages the casts do not cover (the GGUF writer's
-/// GGML blocks); NaN and infinity are refused before it runs.
+/// A closure over f32 values of whole rows encodes the storages the casts do not cover (the GGUF
+/// writer's GGML blocks), into `out` sized for those rows; NaN and infinity are refused before
+/// it runs.
 impl<F> Encoder for F
 where
-    F: Fn(&TensorMeta, &[f32], &mut [u8]) -> std::result::Result<(), String> + Sync,
+    F: Fn(&TensorMeta, Range<usize>, &[f32], &mut [u8]) -> std::result::Result<(), String> + Sync,
 {
     fn encode(
         &self,
         meta: &TensorMeta,
-        values: &Elements<'_>,
-        out: &mut [u8],
+        rows: Range<usize>,
+        values: Option<&Elements<'_>>,
+        out: &mut Vec<u8>,
     ) -> std::result::Result<(), String> {
+        let values = values.ok_or("no values to encode")?;
         let v = f32_values(values);
         if let Some(index) = wharf_quantizers::first_non_finite(&v) {
             return Err(refusal(QuantError::NonFinite { index }, values));
         }
-        self(meta, &v, out)
+        let row = meta
+            .dtype
+            .row_bytes(meta.shape.row_len())
+            .map_err(|e| e.to_string())?;
+        out.resize(rows.len() * row as usize, 0);
+        self(meta, rows, &v, out)
     }
 }
 
@@ -115,6 +149,9 @@ pub fn refusal(e: QuantError, values: &Elements<'_>) -> String {
         other => other.to_string(),
     }
 }
+
+/// Source values per row block a tensor is made in, by default (8 Mi, 32 MiB as f32).
+pub const BLOCK_VALUES: usize = make::SLICE_VALUES;
 
 /// Bytes written per sink call when copying raw storage.
 const CHUNK: usize = 8 << 20;
@@ -140,7 +177,28 @@ pub fn run_with(
     progress: &mut dyn FnMut(usize),
     encoder: Option<&dyn Encoder>,
 ) -> Result<()> {
-    overlap::run(src, plan, sink, progress, encoder, read::SIZES)
+    run_in_blocks(src, plan, sink, progress, encoder, make::SLICE_VALUES)
+}
+
+/// [`run_with`] with row blocks of about `block_values` source values instead of the default 8
+/// Mi: the output is the same bytes at any block size (tests make every tensor many blocks).
+pub fn run_in_blocks(
+    src: &dyn TensorSource,
+    plan: &[Planned],
+    sink: &mut dyn TensorSink,
+    progress: &mut dyn FnMut(usize),
+    encoder: Option<&dyn Encoder>,
+    block_values: usize,
+) -> Result<()> {
+    overlap::run(
+        src,
+        plan,
+        sink,
+        progress,
+        encoder,
+        read::SIZES,
+        block_values,
+    )
 }
 
 /// Decodes one source tensor to f32.

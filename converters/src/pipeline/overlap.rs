@@ -34,7 +34,8 @@ enum Msg<'s> {
 }
 
 /// Writes every planned tensor into `sink`, making the next while the current one is written;
-/// source tensors of `direct` bytes are read directly where they can be (`read::SIZES`).
+/// source tensors of `direct` bytes are read directly where they can be (`read::SIZES`), and
+/// tensors made in row blocks of about `block_values` values (`make::SLICE_VALUES`).
 pub(super) fn run(
     src: &dyn TensorSource,
     plan: &[Planned],
@@ -42,6 +43,7 @@ pub(super) fn run(
     progress: &mut dyn FnMut(usize),
     encoder: Option<&dyn Encoder>,
     direct: RangeInclusive<u64>,
+    block_values: usize,
 ) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel(1);
     let (spare_tx, spare_rx) = mpsc::channel();
@@ -54,7 +56,7 @@ pub(super) fn run(
         s.spawn(move || read::run(ranges.into_iter().flatten().collect(), read_tx));
         let read = &read;
         s.spawn(move || ahead::run(src, plan, read, ahead_rx));
-        let maker = Maker::new(src, encoder, spare_rx, read_rx);
+        let maker = Maker::new(src, encoder, spare_rx, read_rx, block_values);
         let ahead = ReadAhead::new(src, plan);
         // `ahead_tx` is dropped when the maker returns, which ends the read-ahead thread; the
         // maker's end drops `read_rx`, which stops a reader blocked on a hand-over.
@@ -66,9 +68,9 @@ pub(super) fn run(
 
 /// The maker's loop: makes each tensor, and stops at the first error (sent on) or once the
 /// writer is gone.
-fn make_all<'s, 'p>(
-    mut maker: Maker<'s, '_, 'p>,
-    plan: &'p [Planned],
+fn make_all<'s>(
+    mut maker: Maker<'s, '_>,
+    plan: &[Planned],
     read: &[bool],
     tx: &SyncSender<Msg<'s>>,
     mut ahead: ReadAhead,

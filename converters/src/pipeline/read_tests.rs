@@ -236,7 +236,16 @@ fn a_bf16_model_read_directly_converts_as_through_the_map() {
     assert!(direct.iter().filter(|s| s.is_some()).count() == src.tensors().len() - 1);
     let convert = |s: &dyn TensorSource| {
         let mut sink = Collect::default();
-        super::overlap::run(s, &plan, &mut sink, &mut |_| {}, None, all.clone()).unwrap();
+        super::overlap::run(
+            s,
+            &plan,
+            &mut sink,
+            &mut |_| {},
+            None,
+            all.clone(),
+            super::make::SLICE_VALUES,
+        )
+        .unwrap();
         sink.0
     };
     let direct = convert(&src);

@@ -92,7 +92,12 @@ fn plan() -> Vec<Planned> {
 
 type EncodeResult = Result<(), String>;
 
-fn encoder(meta: &TensorMeta, v: &[f32], out: &mut [u8]) -> EncodeResult {
+fn encoder(
+    meta: &TensorMeta,
+    _rows: std::ops::Range<usize>,
+    v: &[f32],
+    out: &mut [u8],
+) -> EncodeResult {
     if meta.name == "bad" {
         return Err("cannot".into());
     }

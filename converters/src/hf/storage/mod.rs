@@ -278,9 +278,7 @@ impl TensorSource for QuantizedView<'_> {
             return self.src.bytes(name);
         }
         let values = self.read_f32(name)?;
-        Ok(Cow::Owned(
-            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ))
+        Ok(Cow::Owned(bytemuck::cast_slice(&values).to_vec()))
     }
 
     fn advise(&self, name: &str, access: Access) {
@@ -296,6 +294,22 @@ impl TensorSource for QuantizedView<'_> {
         match self.get(name) {
             Some(t) if t.storage == Storage::Dense => self.src.stored(name),
             _ => None,
+        }
+    }
+
+    fn computed_rows(
+        &self,
+        name: &str,
+        rows: Range<usize>,
+    ) -> Option<wharf_core::Result<Vec<f32>>> {
+        match self.get(name) {
+            // An empty range only asks whether the tensor is computed.
+            Some(t) if t.storage != Storage::Dense && rows.is_empty() => Some(Ok(Vec::new())),
+            Some(t) if t.storage != Storage::Dense => {
+                Some(read_logical_rows(self.src, t, rows).map_err(Into::into))
+            }
+            Some(_) => self.src.computed_rows(name, rows),
+            None => None,
         }
     }
 
