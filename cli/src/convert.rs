@@ -51,9 +51,12 @@ pub struct Args {
     /// Largest shard of a folder output, in bytes.
     #[arg(long, default_value_t = 5_000_000_000)]
     pub shard_size: u64,
+    #[command(flatten)]
+    pub split: crate::split::SplitArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let splitting = args.split.by()?.is_some();
     let src = AnySource::open_with_config(&args.src, args.config.as_deref())?;
     crate::warn_source(&src);
     ensure_not_input(&args.output, &src.paths())?;
@@ -62,6 +65,11 @@ pub fn run(args: Args) -> Result<()> {
         None if args.output.extension().is_some_and(|e| e == "gguf") => To::Gguf,
         None => To::Safetensors,
     };
+    if splitting && to != To::Gguf {
+        bail!(
+            "--split-max-size and --split-max-tensors cut a GGUF output; this output is safetensors"
+        );
+    }
     let n = match to {
         To::Gguf => to_gguf(&src, &args)?,
         // A GGUF written back as an HF folder gets HF names, layouts and config.json.
@@ -103,7 +111,11 @@ fn to_gguf(src: &AnySource, args: &Args) -> Result<usize> {
         .with_context(|| format!("{}: cannot write GGUF", args.src.display()))?;
     let metas = job.metas();
     let mut bar = crate::progress::Bar::new("converting");
-    job.write(&args.output, &mut bar.for_metas(&metas))?;
+    let files = job.write(&args.output, args.split.by()?, &mut bar.for_metas(&metas))?;
+    drop(bar);
+    if files.len() > 1 {
+        println!("wrote {} files: {} ...", files.len(), files[0].display());
+    }
     Ok(metas.len())
 }
 

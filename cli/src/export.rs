@@ -44,6 +44,8 @@ pub struct Args {
     /// Keep a bundle that fails the quality gate (recorded as failed).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    split: crate::split::SplitArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -59,6 +61,7 @@ pub fn run(args: Args) -> Result<()> {
     opts.zip = args.zip;
     opts.force = args.force;
     opts.config = args.config.clone();
+    opts.split = args.split.by()?;
     if let Some(m) = &args.memory {
         let Some(bytes) = parse_memory(m) else {
             bail!("--memory `{m}`: expected a size such as 8GB or 512MiB");

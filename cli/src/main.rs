@@ -15,6 +15,7 @@ mod inspect;
 mod progress;
 mod quantize;
 mod quantize_hf;
+mod split;
 mod targets_cmd;
 mod verify;
 
@@ -97,6 +98,12 @@ fn main() -> ExitCode {
         Command::Infer(a) => infer::run(a),
         Command::Compare(a) => compare::run(a),
     };
+    for stale in wharf_converters::leftovers::take_removed() {
+        eprintln!(
+            "wharf: removed {}, left by a wharf run that was killed",
+            stale.display()
+        );
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<CheckFailed>().is_some() => {

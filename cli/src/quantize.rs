@@ -52,10 +52,17 @@ pub struct Args {
     /// Accept a quantized GGUF source: its tensors are dequantized and quantized again.
     #[arg(long)]
     allow_requantize: bool,
+    #[command(flatten)]
+    split: crate::split::SplitArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Some(ty) = args.scheme.strip_prefix("gguf:") else {
+        if args.split.by()?.is_some() {
+            anyhow::bail!(
+                "--split-max-size and --split-max-tensors cut a GGUF output (gguf:<TYPE> schemes)"
+            );
+        }
         return crate::quantize_hf::run(
             &args.src,
             args.config.as_deref(),
@@ -77,16 +84,15 @@ pub fn run(args: Args) -> Result<()> {
         imatrix: imatrix.as_ref().map(|(m, name)| (m, name.as_str())),
         allow_requantize: args.allow_requantize,
     };
-    let job = gguf::plan_with(&src, mix, &options(&args)?, extras)?;
+    let job = gguf::plan_with(&src, mix, &options(&args)?, extras)?.split_by(args.split.by()?);
     let mut bar = crate::progress::Bar::new("quantizing");
-    gguf::write(&src, &job, &args.output, None, &mut |s| bar.step(s))?;
+    let files = gguf::write(&src, &job, &args.output, None, &mut |s| bar.step(s))?;
     drop(bar);
-    println!(
-        "wrote {} ({} tensors, {})",
-        args.output.display(),
-        job.plan.len(),
-        ty
-    );
+    let shown = match files.as_slice() {
+        [one] => one.display().to_string(),
+        many => format!("{} files: {} ...", many.len(), many[0].display()),
+    };
+    println!("wrote {shown} ({} tensors, {ty})", job.plan.len());
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::direct::DirectOut;
 use crate::error::{Error, ErrorKind, Result};
+use crate::leftovers::no_space;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -78,6 +79,35 @@ fn temp_sibling(target: &Path, kind: &str) -> Result<PathBuf> {
     Ok(target.with_file_name(tmp))
 }
 
+/// Reserves `len` bytes for `file` (`posix_fallocate`): an error only for a lack of space; a
+/// file system that cannot reserve is written without.
+#[cfg(target_os = "linux")]
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return Ok(());
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: posix_fallocate reads its integer arguments only; the descriptor is open for as
+    // long as `file` is borrowed.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    let e = io::Error::from_raw_os_error(r);
+    match r {
+        0 => Ok(()),
+        _ if crate::leftovers::is_no_space(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Elsewhere nothing is reserved; a full disk shows at the write that fails.
+#[cfg(not(target_os = "linux"))]
+fn reserve(_file: &File, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -96,6 +126,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub struct AtomicFile {
     target: PathBuf,
     tmp: PathBuf,
+    /// The size announced at creation (space reserved for it where the file system can).
+    len: Option<u64>,
     out: Option<Out>,
     tap: Option<Tap>,
     written: u64,
@@ -116,8 +148,16 @@ impl std::fmt::Debug for AtomicFile {
 
 impl AtomicFile {
     /// Starts writing `target`. An existing folder at `target` is refused; an existing file is
-    /// replaced atomically on commit.
+    /// replaced atomically on commit. Temps of killed runs beside it are removed first
+    /// (`leftovers.rs`).
     pub fn create(target: impl AsRef<Path>) -> Result<Self> {
+        Self::create_sized(target, None)
+    }
+
+    /// [`AtomicFile::create`] for a file of `len` bytes, known up front: the space is reserved
+    /// now where the file system can, so a disk too small fails before anything is computed,
+    /// naming the file and the bytes it needs.
+    pub fn create_sized(target: impl AsRef<Path>, len: Option<u64>) -> Result<Self> {
         let target = target.as_ref().to_path_buf();
         if target.is_dir() {
             return Err(Error::new(ErrorKind::Output(format!(
@@ -125,12 +165,20 @@ impl AtomicFile {
                 target.display()
             ))));
         }
+        crate::leftovers::clean_stale(parent_of(&target));
         let tmp = temp_sibling(&target, "tmp")?;
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::from(e).in_file(&tmp))?;
+        if let Some(n) = len
+            && let Err(e) = reserve(&file, n)
+        {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(no_space(&e, &target, len, 0).into());
+        }
         let out = match crate::direct::open(&tmp, OpenOptions::new().write(true)) {
             Some(direct) => {
                 let d = DirectOut::new(file, Some(direct)).map_err(|e| {
@@ -144,6 +192,7 @@ impl AtomicFile {
         Ok(AtomicFile {
             target,
             tmp,
+            len,
             out: Some(out),
             tap: None,
             written: 0,
@@ -168,20 +217,64 @@ impl AtomicFile {
     }
 
     /// Flushes, syncs and renames into place, then syncs the folder.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.seal()?.commit()
+    }
+
+    /// Flushes, syncs and closes the temp without renaming it: for outputs of several files
+    /// that appear together ([`Sealed::commit`] each once all are sealed).
+    pub fn seal(mut self) -> Result<Sealed> {
         let out = self
             .out
             .take()
             .ok_or_else(|| io::Error::other("output closed"))?;
-        let file = out
-            .into_file()
-            .map_err(|e| Error::from(e).in_file(&self.tmp))?;
-        file.sync_all()
-            .map_err(|e| Error::from(e).in_file(&self.tmp))?;
+        let (target, len, written) = (&self.target, self.len, self.written);
+        let full = |e: io::Error| match crate::leftovers::is_no_space(&e) {
+            true => Error::from(no_space(&e, target, len, written)),
+            false => Error::from(e).in_file(&self.tmp),
+        };
+        let file = out.into_file().map_err(full)?;
+        if len.is_some_and(|n| n > written) {
+            file.set_len(written).map_err(full)?; // space reserved for more than was written
+        }
+        file.sync_all().map_err(full)?;
         drop(file);
+        self.committed = true; // the temp now belongs to the Sealed
+        Ok(Sealed {
+            target: self.target.clone(),
+            tmp: self.tmp.clone(),
+            done: false,
+        })
+    }
+}
+
+/// A complete, synced temp file waiting to be renamed into place; dropped, it is removed.
+#[derive(Debug)]
+pub struct Sealed {
+    target: PathBuf,
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl Sealed {
+    /// Renames into place, then syncs the folder.
+    pub fn commit(mut self) -> Result<()> {
         fs::rename(&self.tmp, &self.target).map_err(|e| Error::from(e).in_file(&self.target))?;
-        self.committed = true;
+        self.done = true;
         sync_dir(parent_of(&self.target))
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+}
+
+impl Drop for Sealed {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -192,9 +285,13 @@ impl Write for AtomicFile {
             .as_mut()
             .ok_or_else(|| io::Error::other("output closed"))?;
         let n = match out {
-            Out::Direct(d) => d.write(buf)?,
-            Out::Buffered(b) => b.write(buf)?,
+            Out::Direct(d) => d.write(buf),
+            Out::Buffered(b) => b.write(buf),
         };
+        let n = n.map_err(|e| match crate::leftovers::is_no_space(&e) {
+            true => no_space(&e, &self.target, self.len, self.written),
+            false => e,
+        })?;
         if let (Some(tap), Some(done)) = (self.tap.as_mut(), buf.get(..n)) {
             tap(done);
         }
@@ -275,6 +372,7 @@ impl AtomicDir {
                 ))));
             }
         }
+        crate::leftovers::clean_stale(parent_of(&target));
         let tmp = temp_sibling(&target, "tmpdir")?;
         fs::create_dir(&tmp).map_err(|e| Error::from(e).in_file(&tmp))?;
         Ok(AtomicDir {

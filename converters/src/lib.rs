@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod hf;
 pub mod imatrix;
 pub mod json;
+pub mod leftovers;
 pub mod limits;
 pub mod mmap;
 pub mod onnx;

@@ -375,7 +375,7 @@ impl AnySource {
                 }
                 p
             }
-            AnySource::Gguf(g) => vec![g.path().to_path_buf()],
+            AnySource::Gguf(g) => g.files().into_iter().map(Path::to_path_buf).collect(),
             AnySource::Onnx {
                 source,
                 config_path,

@@ -24,7 +24,7 @@ fn convert(model: &str, out_type: OutType, out: &Path) -> GgufFile {
     };
     HfToGguf::new(&src, &opts)
         .unwrap()
-        .write(out, &mut |_| {})
+        .write(out, None, &mut |_| {})
         .unwrap();
     GgufFile::open(out).unwrap()
 }

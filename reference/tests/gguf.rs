@@ -47,7 +47,7 @@ fn convert_f32(model: &str, out: &Path) {
     };
     HfToGguf::new(&src, &opts)
         .unwrap()
-        .write(out, &mut |_| {})
+        .write(out, None, &mut |_| {})
         .unwrap();
 }
 

@@ -48,7 +48,7 @@ fn convert_to_gguf(model: &str, out: &Path) {
     };
     HfToGguf::new(&src, &opts)
         .unwrap()
-        .write(out, &mut |_| {})
+        .write(out, None, &mut |_| {})
         .unwrap();
 }
 

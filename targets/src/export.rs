@@ -48,6 +48,8 @@ pub struct ExportOptions {
     pub gate: Option<crate::Gate>,
     /// The HF `config.json` of an ONNX export source (`--config`).
     pub config: Option<PathBuf>,
+    /// A GGUF model written as llama.cpp's split set (`--split-max-size`/`--split-max-tensors`).
+    pub split: Option<wharf_converters::gguf::split::SplitBy>,
 }
 
 impl ExportOptions {
@@ -65,6 +67,7 @@ impl ExportOptions {
             force: false,
             gate: None,
             config: None,
+            split: None,
         }
     }
 }
@@ -104,11 +107,14 @@ pub fn export_with_progress(
     let src = AnySource::open_with_config(src_path, config)?;
     wharf_converters::atomic::ensure_not_input(out, &src.paths())?;
     let job = match container_of(profile, &scheme) {
-        Container::Gguf => Job::Gguf(gguf::plan(
-            &src,
-            gguf_mix(&scheme)?,
-            &MixOptions::default(),
-        )?),
+        Container::Gguf => Job::Gguf(
+            gguf::plan(&src, gguf_mix(&scheme)?, &MixOptions::default())?.split_by(opts.split),
+        ),
+        _ if opts.split.is_some() => {
+            return Err(Error::Unsupported(format!(
+                "scheme `{scheme}` writes an HF folder (sharded already); a split size applies to GGUF output"
+            )));
+        }
         _ => {
             let folder_scheme = folder::parse_scheme(&scheme).ok_or_else(|| {
                 Error::Unsupported(format!("scheme `{scheme}` is not a folder scheme"))
@@ -244,9 +250,11 @@ fn write_model(
     match job {
         Job::Gguf(j) => {
             let file = format!("{name}-{}.gguf", scheme.trim_start_matches("gguf:"));
-            let tap = bundle.tap(&file);
-            gguf::write(src, j, &bundle.path().join(&file), Some(tap), progress)?;
-            Ok(file)
+            let taps = bundle.tap_factory();
+            let files = gguf::write(src, j, &bundle.path().join(&file), Some(taps), progress)?;
+            // The reference check opens a split set by its first file.
+            let first = files.first().and_then(|f| f.file_name());
+            Ok(first.map_or(file, |f| f.to_string_lossy().into_owned()))
         }
         Job::Folder(j) => {
             let dir = bundle.path().to_path_buf();

@@ -8,12 +8,13 @@ use std::ops::Range;
 use std::path::Path;
 
 use wharf_converters::AnySource;
-use wharf_converters::atomic::Tap;
-use wharf_converters::gguf::{GgufWriter, Value};
+use wharf_converters::gguf::Value;
+use wharf_converters::gguf::split::{self, SplitBy};
 use wharf_converters::hf::storage::QuantizedView;
 use wharf_converters::hf::{GgufOptions, OutType, plan_gguf, plan_gguf_logical};
 use wharf_converters::imatrix::Imatrix;
 use wharf_converters::pipeline::{self, Planned};
+use wharf_converters::safetensors::TapFactory;
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::ggml::mix::{
     Mix, MixOptions, ModelFacts, allows_quantization, choose_types, requires_imatrix,
@@ -36,6 +37,8 @@ pub struct GgufJob<'a> {
     importance: BTreeMap<String, Vec<f32>>,
     /// Source values per row block ([`pipeline::BLOCK_VALUES`]).
     block_values: usize,
+    /// Written as a split set (`llama-gguf-split --split`) rather than one file.
+    split: Option<SplitBy>,
 }
 
 /// What llama-quantize takes beyond the mix and the type options.
@@ -62,6 +65,22 @@ impl GgufJob<'_> {
     pub fn in_blocks_of(mut self, values: usize) -> Self {
         self.block_values = values;
         self
+    }
+
+    /// Writes llama.cpp's split layout, cut `by` size or tensor count (`None`: one file).
+    pub fn split_by(mut self, by: Option<SplitBy>) -> Self {
+        self.split = by;
+        self
+    }
+
+    /// The files [`write`] writes for `out`, the first one first.
+    pub fn files(&self, out: &Path) -> Result<Vec<std::path::PathBuf>> {
+        let Some(by) = self.split else {
+            return Ok(vec![out.to_path_buf()]);
+        };
+        let n = split::plan(&self.metas(), by)?.len();
+        let prefix = split::prefix_of(out);
+        Ok((0..n).map(|i| split::split_path(&prefix, i, n)).collect())
     }
 
     /// The output tensors.
@@ -138,6 +157,7 @@ pub fn plan_with<'a>(
         view,
         importance,
         block_values: pipeline::BLOCK_VALUES,
+        split: None,
     })
 }
 
@@ -187,17 +207,18 @@ fn imatrix_kvs(kvs: &mut Kvs, m: &Imatrix, file: &str) {
     }
 }
 
-/// Streams the planned GGUF to `out` (atomically), feeding every byte to `tap` and reporting
-/// each finished tensor to `progress`.
+/// Streams the planned GGUF to `out` (atomically; a split set named after it when the job is
+/// split), feeding every file's bytes to the tap `taps` gives for its name and reporting each
+/// finished tensor to `progress`. Returns the files written, the first one first.
 pub fn write(
     src: &AnySource,
     job: &GgufJob<'_>,
     out: &Path,
-    tap: Option<Tap>,
+    taps: Option<TapFactory>,
     progress: Progress<'_>,
-) -> Result<()> {
+) -> Result<Vec<std::path::PathBuf>> {
     let metas = job.metas();
-    let mut w = GgufWriter::create(out, &job.kvs, &metas, tap)?;
+    let (mut w, files) = split::create(out, &job.kvs, &metas, job.split, taps)?;
     let encode = |m: &TensorMeta, rows: Range<usize>, v: &[f32], out: &mut [u8]| {
         let n_per_row = m.shape.row_len() as usize;
         let quantize = |x: &[f32], w: Option<&[f32]>, y: &mut [u8]| {
@@ -229,9 +250,16 @@ pub fn write(
     };
     let mut step = crate::steps(&metas, progress);
     let values = job.block_values;
-    pipeline::run_in_blocks(input, &job.plan, &mut w, &mut step, Some(&encode), values)?;
-    w.commit()?;
-    Ok(())
+    pipeline::run_in_blocks(
+        input,
+        &job.plan,
+        w.as_mut(),
+        &mut step,
+        Some(&encode),
+        values,
+    )?;
+    w.finish().map_err(wharf_converters::from_core)?;
+    Ok(files)
 }
 
 /// The converter's F32 plan for an HF folder (read through its logical view when it is

@@ -10,7 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
-from interop import bundles, convert, fp8_rule, mlx_checks, onnx_torch, quantize, torch_checks
+from interop import bundles, convert, fp8_rule, mlx_checks, onnx_torch, quantize, split, torch_checks
 from interop.common import CheckFailed, Ctx
 
 CHECKS = [
@@ -28,6 +28,7 @@ CHECKS = [
     ("compressed-tensors decompresses wharf's FP8/INT4 folders", torch_checks.check_compressed_tensors),
     ("wharf quantize vs llama-quantize, byte for byte", quantize.check_bytes),
     ("wharf quantize --imatrix/--allow-requantize vs llama-quantize", quantize.check_imatrix),
+    ("split GGUF vs llama-gguf-split, loaded by llama.cpp", split.check),
     ("llama per-type logits in llama.cpp (informational)", quantize.logit_table),
 ]
 

@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--quick] [--size-gb N] [--only 2,6]`: wharf's throughput and peak RSS as ratios against
+//! `cargo xtask bench [--quick] [--size-gb N] [--only 2,6]`, or `bench --deepseek [--kimi]` (the
+//! real DeepSeek-V3 shapes, see [`deepseek`]): wharf's throughput and peak RSS as ratios against
 //! reference tools run side by side on generated inputs (`xtask/scripts/bench.py`).
 //!
 //! Builds the release `wharf`, reuses the interop venv (`target/interop-venv`, llama-cpp-python
@@ -17,6 +18,9 @@ use anyhow::{Result, bail};
 use crate::{cargo, root, run, venv};
 
 pub fn bench(args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("--deepseek") {
+        return deepseek(&args[1..]);
+    }
     let mut quick = false;
     let mut size_gb = String::from("1");
     let mut only = None;
@@ -59,4 +63,34 @@ pub fn bench(args: &[String]) -> Result<()> {
         cmd.args(["--only", &o]);
     }
     run(&mut cmd)
+}
+
+/// `bench --deepseek [--kimi] [--only LABELS]`: every path on a checkpoint of DeepSeek-V3's
+/// real shapes (`xtask/scripts/bench_deepseek.py`), generated once into
+/// `target/bench-deepseek/` (about 32 GB; the outputs need about 30 GB more).
+fn deepseek(args: &[String]) -> Result<()> {
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--kimi" => rest.push(a.clone()),
+            "--only" => match it.next() {
+                Some(s) => rest.extend(["--only".to_owned(), s.clone()]),
+                None => bail!("--only needs command labels, comma-separated"),
+            },
+            other => bail!(
+                "unknown bench argument {other:?} (usage: bench --deepseek [--kimi] [--only LABELS])"
+            ),
+        }
+    }
+    run(cargo().args(["build", "--release", "--locked", "-p", "wharf-cli"]))?;
+    let venv = venv()?;
+    let root = root();
+    run(Command::new(venv.join("bin/python"))
+        .arg(root.join("xtask/scripts/bench_deepseek.py"))
+        .arg("--wharf")
+        .arg(root.join("target/release/wharf"))
+        .arg("--work")
+        .arg(root.join("target/bench-deepseek"))
+        .args(&rest))
 }

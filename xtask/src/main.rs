@@ -2,7 +2,8 @@
 //!
 //! - `ci`: `cargo fmt --check`, `cargo clippy -D warnings`, every test, then `interop`.
 //! - `interop`: builds wharf, creates `target/interop-venv` with the pinned real consumers
-//!   (`xtask/requirements.txt`), and runs `xtask/scripts/interop.py` against wharf's outputs.
+//!   (`xtask/requirements.txt`, and `llama-gguf-split` compiled from the pinned llama-cpp-python
+//!   sdist), and runs `xtask/scripts/interop.py` against wharf's outputs.
 //! - `fuzz [SECONDS] [TARGET...]`: the `fuzz/` targets under cargo-fuzz (nightly).
 //! - `bench [--quick] [--size-gb N]`: throughput and peak RSS against llama.cpp, `sha256sum` and
 //!   `cat`, side by side on generated models (`bench.rs`; `--quick` takes a few minutes). Not in `ci`.
@@ -81,9 +82,22 @@ fn venv() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// `llama-gguf-split`, the reference for split GGUF output, compiled into the venv from the
+/// pinned llama-cpp-python sdist against the libraries it installed (seconds; `scripts/build_gguf_split.py`).
+fn gguf_split(venv: &Path) -> Result<()> {
+    let bin = venv.join("bin/llama-gguf-split");
+    if bin.is_file() {
+        return Ok(());
+    }
+    run(Command::new(venv.join("bin/python"))
+        .arg(root().join("xtask/scripts/build_gguf_split.py"))
+        .arg(&bin))
+}
+
 fn interop() -> Result<()> {
     run(cargo().args(["build", "--release", "--locked", "-p", "wharf-cli"]))?;
     let venv = venv()?;
+    gguf_split(&venv)?;
     let root = root();
     let work = tempfile_dir(&root)?;
     run(Command::new(venv.join("bin/python"))

@@ -12,7 +12,7 @@ use super::read::pad;
 use super::types::ggml_of_dtype;
 use super::value::Value;
 use super::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC};
-use crate::atomic::{AtomicFile, Tap};
+use crate::atomic::{AtomicFile, Sealed, Tap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::GGML_MAX_NAME;
 
@@ -157,7 +157,10 @@ impl GgufWriter {
             .iter()
             .map(|m| Ok((m.name.clone(), m.nbytes()?)))
             .collect::<Result<Vec<_>>>()?;
-        let mut out = AtomicFile::create(path)?;
+        let len = sizes
+            .iter()
+            .try_fold(header.len() as u64, |at, (_, n)| pad(at + n, align));
+        let mut out = AtomicFile::create_sized(path, len)?;
         if let Some(tap) = tap {
             out.set_tap(tap);
         }
@@ -189,7 +192,13 @@ impl GgufWriter {
     }
 
     /// Renames into place; fails unless every tensor was written in full.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.seal()?.commit()
+    }
+
+    /// Completes and syncs the file without renaming it into place (a shard of a split set,
+    /// renamed with the others); fails unless every tensor was written in full.
+    pub fn seal(mut self) -> Result<Sealed> {
         self.close_complete()?;
         if let Some((name, _)) = self.tensors.get(self.current) {
             return Err(Error::new(ErrorKind::Output(format!(
@@ -197,7 +206,14 @@ impl GgufWriter {
             )))
             .in_file(self.out.target()));
         }
-        self.out.commit()
+        self.out.seal()
+    }
+
+    /// Whether every tensor was written in full.
+    pub fn is_complete(&self) -> bool {
+        self.tensors
+            .get(self.current)
+            .is_none_or(|(_, s)| self.current + 1 == self.tensors.len() && *s == self.written)
     }
 }
 

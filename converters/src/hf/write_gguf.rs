@@ -1,13 +1,13 @@
 //! The whole HF → GGUF conversion: plan once, then write to a temp file and commit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wharf_core::TensorMeta;
 
 use super::storage::QuantizedView;
 use super::to_gguf::{GgufOptions, GgufPlan, plan_logical};
 use crate::error::{Error, ErrorKind, Result};
-use crate::gguf::GgufWriter;
+use crate::gguf::split::{self, SplitBy};
 use crate::open::AnySource;
 use crate::pipeline;
 
@@ -45,10 +45,17 @@ impl<'a> HfToGguf<'a> {
         &self.plan
     }
 
-    /// Writes the GGUF at `out`; `progress` gets the index of each finished tensor.
-    pub fn write(&self, out: &Path, progress: &mut dyn FnMut(usize)) -> Result<()> {
-        let mut w = GgufWriter::create(out, &self.plan.kvs, &self.metas(), None)?;
-        pipeline::run(&self.view, &self.plan.tensors, &mut w, progress)?;
-        w.commit()
+    /// Writes the GGUF at `out` (or the split set named after it); `progress` gets the index
+    /// of each finished tensor. Returns the files written.
+    pub fn write(
+        &self,
+        out: &Path,
+        split: Option<SplitBy>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<PathBuf>> {
+        let (mut w, files) = split::create(out, &self.plan.kvs, &self.metas(), split, None)?;
+        pipeline::run(&self.view, &self.plan.tensors, w.as_mut(), progress)?;
+        w.finish().map_err(crate::from_core)?;
+        Ok(files)
     }
 }

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::mpsc::Receiver;
 
-use wharf_core::{DType, TensorMeta, TensorSource};
+use wharf_core::{Access, DType, TensorMeta, TensorSource};
 use wharf_quantizers::Elements;
 
 use super::read::Buffer;
@@ -241,6 +241,11 @@ impl<'s, 'e> Maker<'s, 'e> {
                 }
             }
             base += rows;
+            // A stack's sources are each read once: unmap this one's pages now (the page
+            // cache keeps them), so the pages mapped stay one source, not the stack.
+            if p.from.len() > 1 {
+                src.advise(name, Access::Done);
+            }
         }
         Ok(())
     }

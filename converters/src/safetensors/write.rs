@@ -85,7 +85,8 @@ impl SafetensorsWriter {
             .iter()
             .map(TensorMeta::nbytes)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out = AtomicFile::create(path)?;
+        let len = header.len() as u64 + sizes.iter().sum::<u64>();
+        let mut out = AtomicFile::create_sized(path, Some(len))?;
         if let Some(tap) = tap {
             out.set_tap(tap);
         }
@@ -276,6 +277,9 @@ impl ShardedWriter {
         if let Some(w) = self.open.take() {
             w.commit()?;
         }
+        if self.next_shard == 0 {
+            self.check_space()?;
+        }
         let Some((file, metas)) = self.plan.shards.get(self.next_shard).cloned() else {
             return Err(Error::new(ErrorKind::Output(
                 "more tensors than planned".into(),
@@ -291,6 +295,25 @@ impl ShardedWriter {
         )?);
         self.next_shard += 1;
         Ok(())
+    }
+
+    /// Refuses a plan larger than the free space, before its first byte is made.
+    fn check_space(&self) -> Result<()> {
+        let free = crate::leftovers::free_bytes(&self.dir);
+        match free {
+            Some(free) if free < self.plan.total_size => {
+                Err(Error::new(ErrorKind::Io(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "no space left for {}: its {} shards need {} bytes, {free} bytes free there",
+                        crate::leftovers::shown(&self.dir).display(),
+                        self.plan.shards.len(),
+                        self.plan.total_size
+                    ),
+                ))))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn shard_wants(&self, name: &str) -> bool {

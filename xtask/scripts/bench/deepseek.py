@@ -32,6 +32,8 @@ def tensors(s, dense=1, moe=1, mtp=1):
     out = [("model.embed_tokens.weight", (s["vocab"], h), "bf16")]
     for i in range(dense + moe + mtp):
         p = f"model.layers.{i}."
+        if i == dense + moe:  # the head before the MTP module, which ends the checkpoint
+            out += [("model.norm.weight", (h,), "norm"), ("lm_head.weight", (s["vocab"], h), "bf16")]
         if i >= dense + moe:  # the MTP module's own tensors
             out += [(p + "embed_tokens.weight", (s["vocab"], h), "bf16"),
                     (p + "enorm.weight", (h,), "norm"), (p + "hnorm.weight", (h,), "norm"),
@@ -63,7 +65,8 @@ def tensors(s, dense=1, moe=1, mtp=1):
         if i >= dense + moe:
             out += [(p + "shared_head.norm.weight", (h,), "norm"),
                     (p + "shared_head.head.weight", (s["vocab"], h), "bf16")]
-    out += [("model.norm.weight", (h,), "norm"), ("lm_head.weight", (s["vocab"], h), "bf16")]
+    if not mtp:
+        out += [("model.norm.weight", (h,), "norm"), ("lm_head.weight", (s["vocab"], h), "bf16")]
     return out
 
 
@@ -112,10 +115,13 @@ def write(d, s, layers=(1, 1, 1), seed=0):
     d.mkdir(parents=True, exist_ok=True)
     dense, moe, mtp = layers
     items = list(stored(tensors(s, dense, moe, mtp)))
+    mtp_prefix = f"model.layers.{dense + moe}."
     shards, cur, size = [], [], 0
     for it in items:
         b = nbytes(it[2], it[1])
-        if cur and size + b > SHARD:
+        # The MTP module starts a shard of its own, so `without_mtp` can leave its shards out.
+        starts_mtp = it[0].startswith(mtp_prefix) and not any(c[0].startswith(mtp_prefix) for c in cur)
+        if cur and (size + b > SHARD or starts_mtp):
             shards.append(cur)
             cur, size = [], 0
         cur.append(it)
@@ -153,6 +159,29 @@ def write(d, s, layers=(1, 1, 1), seed=0):
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": gen.SPECIALS[0], "eos_token": gen.SPECIALS[1],
         "add_bos_token": True, "model_max_length": 163840}))
     return total
+
+
+def without_mtp(src, dst):
+    """`src` without its MTP module: the other shards linked, index and config rewritten."""
+    src, dst = Path(src).resolve(), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    config = json.loads((src / "config.json").read_text())
+    prefix = f"model.layers.{config['num_hidden_layers']}."
+    index = json.loads((src / "model.safetensors.index.json").read_text())
+    mtp_files = {f for k, f in index["weight_map"].items() if k.startswith(prefix)}
+    kept = {k: f for k, f in index["weight_map"].items() if f not in mtp_files}
+    assert not any(k.startswith(prefix) for k in kept), "MTP tensors share a shard with others"
+    for f in sorted(set(kept.values())):
+        (dst / f).unlink(missing_ok=True)
+        (dst / f).symlink_to(src / f)
+    total = sum((src / f).stat().st_size for f in set(kept.values()))
+    (dst / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                   "weight_map": kept}, indent=2))
+    config["num_nextn_predict_layers"] = 0
+    (dst / "config.json").write_text(json.dumps(config, indent=2))
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (dst / f).write_bytes((src / f).read_bytes())
+    return dst
 
 
 def config(s, layers, dense, mtp):

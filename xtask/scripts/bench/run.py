@@ -62,3 +62,51 @@ def table(out, title, header, rows):
     out.append("  " + "  ".join("-" * w for w in widths))
     for r in rows:
         out.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def _status(pid):
+    """VmRSS, RssAnon, RssFile and VmHWM of a live process, in bytes (None once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+            out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def sampled(cmd, env=None, every=0.02):
+    """Runs `cmd`, reading its /proc status every `every` seconds: wall `secs`, peak private
+    memory `anon` (RssAnon: what the process itself allocated), peak mapped file pages `file`
+    (RssFile: page cache it has mapped, which the kernel can drop), peak `rss` (VmHWM, both),
+    `stdout`, `rc`. A spike shorter than `every` can be missed; VmHWM cannot."""
+    import threading
+    import time
+
+    cmd = [str(c) for c in cmd]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    peak = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0, "VmHWM": 0}
+    out = {}
+
+    def drain():
+        out["stdout"], out["stderr"] = p.communicate()
+
+    t = threading.Thread(target=drain)
+    t.start()
+    while p.poll() is None:
+        s = _status(p.pid)
+        if s:
+            for k, v in s.items():
+                peak[k] = max(peak[k], v)
+        time.sleep(every)
+    t.join()
+    secs = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise Fail(f"{' '.join(cmd[:6])} ... exited {p.returncode}:\n{out.get('stderr', '')[-2000:]}")
+    return {"secs": secs, "anon": peak["RssAnon"], "file": peak["RssFile"], "rss": peak["VmHWM"],
+            "stdout": out.get("stdout", ""), "stderr": out.get("stderr", ""), "rc": p.returncode}
