@@ -19,6 +19,10 @@ pub struct Args {
     /// The HF `config.json` of an ONNX export: list its weights under HF names.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// List the tensors as stored (FP8 scales, packed codes and their companions each on its
+    /// own line) instead of one line per logical weight.
+    #[arg(long)]
+    raw: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -36,7 +40,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let src = AnySource::open_with_config(&model, args.config.as_deref())?;
     crate::warn_source(&src);
-    let mut report = report(&src)?;
+    let mut report = report(&src, args.raw)?;
     if let Some(m) = bundle {
         report["bundle"] = json!({
             "schema": m.schema,
@@ -64,12 +68,17 @@ pub fn run(args: Args) -> Result<()> {
 /// The inspect report as JSON (the `--json` schema, documented in the README).
 ///
 /// Quantized weights are listed once, under their logical HF name and shape, with the dtype
-/// of their codes, a `storage` description and the bytes of all their stored tensors.
-pub fn report(src: &AnySource) -> Result<Value> {
+/// of their codes, a `storage` description and the bytes of all their stored tensors; `raw`
+/// lists the stored tensors instead. Tensors of DeepSeek's multi-token-prediction module
+/// (layers past `num_hidden_layers`) are marked `"mtp": true` and summed under `"mtp"`.
+pub fn report(src: &AnySource, raw: bool) -> Result<Value> {
     let view = crate::convert::logical_view(src)?;
     let mut params = 0u64;
     let mut bytes = 0u64;
-    let tensors: Vec<Value> = view
+    let mtp_from = mtp_layers(src).map(|(first, _)| first);
+    let is_mtp = |name: &str| mtp_from.is_some_and(|f| layer_of(name).is_some_and(|l| l >= f));
+    let (mut mtp_tensors, mut mtp_bytes) = (0u64, 0u64);
+    let mut tensors: Vec<Value> = view
         .logical()
         .iter()
         .map(|t| {
@@ -85,9 +94,27 @@ pub fn report(src: &AnySource) -> Result<Value> {
             if t.storage != Storage::Dense {
                 v["storage"] = Value::String(t.storage.describe());
             }
+            if is_mtp(&t.meta.name) {
+                v["mtp"] = Value::Bool(true);
+                (mtp_tensors, mtp_bytes) = (mtp_tensors + 1, mtp_bytes + b);
+            }
             v
         })
         .collect();
+    if raw {
+        tensors = src
+            .tensors()
+            .iter()
+            .map(|m| {
+                let mut v = json!({"name": m.name, "dtype": m.dtype.name(), "shape": m.shape.dims(),
+                    "bytes": m.nbytes().unwrap_or(0)});
+                if is_mtp(&m.name) {
+                    v["mtp"] = Value::Bool(true);
+                }
+                v
+            })
+            .collect();
+    }
     let metadata = match src {
         AnySource::Gguf(g) => g
             .kvs()
@@ -101,14 +128,37 @@ pub fn report(src: &AnySource) -> Result<Value> {
             .collect(),
         AnySource::Torch { .. } | AnySource::Onnx { .. } => serde_json::Map::new(),
     };
-    Ok(json!({
+    let mut out = json!({
         "format": src.format().name(),
         "architecture": src.spec().map(|s| s.arch.model_type()).or_else(|| gguf_arch(src)),
         "parameters": params,
         "bytes": bytes,
         "tensors": tensors,
         "metadata": Value::Object(metadata),
-    }))
+    });
+    if let Some((first, count)) = mtp_layers(src).filter(|_| mtp_tensors > 0) {
+        out["mtp"] = json!({"layers": (first..first + count).collect::<Vec<_>>(),
+            "tensors": mtp_tensors, "bytes": mtp_bytes});
+    }
+    Ok(out)
+}
+
+/// DeepSeek's multi-token-prediction layers: the first layer index and how many
+/// (`num_hidden_layers`, `num_nextn_predict_layers` of config.json).
+fn mtp_layers(src: &AnySource) -> Option<(u64, u64)> {
+    let config = src.hf()?.config;
+    let get = |k: &str| config.get(k).and_then(Value::as_u64);
+    let n = get("num_nextn_predict_layers").filter(|&n| n > 0)?;
+    Some((get("num_hidden_layers")?, n))
+}
+
+/// The block index of `model.layers.N.…`.
+fn layer_of(name: &str) -> Option<u64> {
+    name.strip_prefix("model.layers.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Bytes of every stored tensor behind `t`.
@@ -151,6 +201,16 @@ fn text(r: &Value) -> String {
     );
     let _ = writeln!(s, "parameters:   {}", r["parameters"]);
     let _ = writeln!(s, "bytes:        {}", r["bytes"]);
+    if let Some(m) = r.get("mtp") {
+        let _ = writeln!(
+            s,
+            "mtp:          layers {} hold DeepSeek's multi-token-prediction module ({} tensors, {} \
+             bytes, marked MTP below): a speculative-decoding head vLLM and SGLang can load, kept \
+             in HF/FP8 outputs; llama.cpp's converter and mlx-lm leave it out, and so do wharf's \
+             GGUF and MLX outputs; the reference pass does not run it",
+            m["layers"], m["tensors"], m["bytes"]
+        );
+    }
     if let Some(meta) = r["metadata"].as_object().filter(|m| !m.is_empty()) {
         let _ = writeln!(s, "metadata:");
         for (k, v) in meta {
@@ -162,9 +222,10 @@ fn text(r: &Value) -> String {
         let name = t["name"].as_str().unwrap_or_default();
         let dtype = t["dtype"].as_str().unwrap_or_default();
         let storage = t["storage"].as_str().map(|x| format!("  ({x})"));
+        let mtp = if t["mtp"] == true { "  MTP" } else { "" };
         let _ = writeln!(
             s,
-            "  {name:<48} {dtype:<8} {:<20} {}{}",
+            "  {name:<48} {dtype:<8} {:<20} {}{}{mtp}",
             t["shape"].to_string(),
             t["bytes"],
             storage.unwrap_or_default()

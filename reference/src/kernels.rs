@@ -24,8 +24,19 @@ const BLOCK_ELEMS: usize = 32 * 1024;
 fn fused_max_tokens(dtype: DType) -> usize {
     match dtype {
         DType::F32 => usize::MAX,
+        // Widening a half is a shift or a few integer operations: in place wins longer.
+        DType::BF16 | DType::F16 => 16,
         _ => 4,
     }
+}
+
+/// How a stored row is read in place.
+#[derive(Clone, Copy)]
+enum Fused {
+    /// One kernel over the row's bytes.
+    Row(qdot::RowDot),
+    /// E4M3 codes with per-block scales ([`qdot::fp8_block_row`]).
+    Fp8Block,
 }
 
 /// `x · y` over the shorter length, with [`qdot::LANES`] lanes summed in a fixed order.
@@ -90,17 +101,21 @@ fn fused_rows<'w>(
     name: &str,
     n: usize,
     rows: usize,
-) -> Option<(qdot::RowDot, StoredRows<'w>)> {
+) -> Option<(Fused, StoredRows<'w>)> {
     let stored = w.stored_rows(name).filter(|s| s.rows() == rows)?;
     if n > fused_max_tokens(stored.dtype) {
         return None;
     }
-    Some((qdot::kernel(stored.dtype)?, stored))
+    let kernel = match stored.dtype {
+        DType::F8E4M3 if stored.scale_rows() > 1 => Fused::Fp8Block,
+        dtype => Fused::Row(qdot::kernel(dtype)?),
+    };
+    Some((kernel, stored))
 }
 
 /// `out[r * n + t]` for rows `start ..` read in place; `x` holds `n` rows of `cols`.
 fn in_place(
-    kernel: qdot::RowDot,
+    kernel: Fused,
     stored: &StoredRows<'_>,
     name: &str,
     start: usize,
@@ -109,13 +124,28 @@ fn in_place(
     out: &mut [f32],
 ) -> Result<()> {
     let n = x.len() / cols.max(1);
+    let missing = |what: &str, r: usize| Error::Decode {
+        name: name.to_owned(),
+        reason: format!("stored {what} of row {r} missing"),
+    };
+    let (mut scales, mut scaled) = (Vec::new(), None);
     for (r, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
-        let row = stored.row(start + r).ok_or_else(|| Error::Decode {
-            name: name.to_owned(),
-            reason: format!("stored row {} missing", start + r),
-        })?;
+        let r = start + r;
+        let row = stored.row(r).ok_or_else(|| missing("bytes", r))?;
+        let width = match kernel {
+            Fused::Fp8Block if scaled != Some(r / stored.scale_rows()) => {
+                scaled = Some(r / stored.scale_rows());
+                stored
+                    .block_scales(r, &mut scales)
+                    .ok_or_else(|| missing("scales", r))?
+            }
+            _ => stored.block_scales_width(),
+        };
         for (v, xrow) in o.iter_mut().zip(x.chunks_exact(cols)) {
-            *v = kernel(row, xrow);
+            *v = match kernel {
+                Fused::Row(k) => k(row, xrow),
+                Fused::Fp8Block => qdot::fp8_block_row(row, &scales, width, xrow),
+            };
         }
     }
     Ok(())

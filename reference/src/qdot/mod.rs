@@ -13,6 +13,7 @@
 //! otherwise (and on aarch64, where NEON is baseline) the baseline build runs. FMA is never
 //! enabled and no operation is reassociated, so every path gives identical bits.
 
+mod float;
 mod kquants;
 mod legacy;
 #[cfg(test)]
@@ -38,6 +39,8 @@ pub type RowDot = fn(&[u8], &[f32]) -> f32;
 pub fn kernel(dtype: DType) -> Option<RowDot> {
     match dtype {
         DType::F32 => Some(f32_row),
+        DType::BF16 => Some(float::bf16_row),
+        DType::F16 => Some(float::f16_row),
         DType::Q8_0 => Some(legacy::q8_0),
         DType::Q4_0 => Some(legacy::q4_0),
         DType::Q4_1 => Some(legacy::q4_1),
@@ -49,6 +52,7 @@ pub fn kernel(dtype: DType) -> Option<RowDot> {
     }
 }
 
+pub use float::fp8_block_row;
 pub(crate) use wharf_core::avx2_dispatch as dispatch;
 
 /// `acc[l] += weight(l) * x[l]` for the [`LANES`] elements of one chunk: a separate multiply

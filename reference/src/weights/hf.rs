@@ -10,10 +10,11 @@ use wharf_converters::hf::storage::{
     LogicalTensor, QuantizedView, Storage, read_logical_rows, stored_names,
 };
 use wharf_core::model::ModelSpec;
-use wharf_core::{Access, TensorSource};
+use wharf_core::{Access, DType, TensorSource};
+use wharf_quantizers::fp8::Fp8Format;
 
 use super::mlx_names::{Alias, aliases};
-use super::{Weights, decode_rows, matrix_shape};
+use super::{StoredRows, Weights, decode_rows, matrix_shape};
 use crate::{Error, Result};
 
 /// An HF checkpoint read in place.
@@ -149,6 +150,35 @@ impl Weights for HfWeights {
 
     fn set_release_pages(&mut self, on: bool) {
         self.release_pages = on;
+    }
+
+    /// Dense rows of a type [`crate::qdot`] reads, and DeepSeek's E4M3 blocks with their
+    /// scales, as stored (a weight under an mlx-lm alias is decoded instead).
+    fn stored_rows(&self, name: &str) -> Option<StoredRows<'_>> {
+        if self.aliases.contains_key(name) {
+            return None;
+        }
+        let t = self.logical.get(name)?;
+        let [rows, cols] = matrix_shape(&t.meta)?;
+        match &t.storage {
+            Storage::Dense => {
+                crate::qdot::kernel(t.meta.dtype)?;
+                let bytes = self.source.bytes(name).ok()?;
+                StoredRows::new(t.meta.dtype, bytes, 0, [rows, cols], None)
+            }
+            Storage::DeepseekFp8 {
+                weight,
+                scale_inv,
+                block,
+                format: Fp8Format::E4M3,
+            } => {
+                let codes = self.source.bytes(weight).ok()?;
+                let scales = self.source.bytes(scale_inv).ok()?;
+                StoredRows::new(DType::F8E4M3, codes, 0, [rows, cols], None)?
+                    .with_block_scales(scales, cols, *block)
+            }
+            _ => None,
+        }
     }
 
     fn shape(&self, name: &str) -> Option<[usize; 2]> {

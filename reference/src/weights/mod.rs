@@ -73,6 +73,17 @@ pub struct StoredRows<'a> {
     rows: usize,
     /// Heads of a GGUF Llama Q/K projection, whose rows are stored permuted.
     permuted_heads: Option<usize>,
+    /// Block FP8: one f32 scale per `block` of rows and columns, row-major over the grid.
+    scales: Option<BlockScales<'a>>,
+}
+
+/// The scales of block-FP8 rows (DeepSeek's `weight_scale_inv`): little-endian f32,
+/// `[ceil(rows / block.0), grid_cols]`.
+#[derive(Debug)]
+pub struct BlockScales<'a> {
+    bytes: Cow<'a, [u8]>,
+    grid_cols: usize,
+    block: (usize, usize),
 }
 
 impl<'a> StoredRows<'a> {
@@ -97,7 +108,61 @@ impl<'a> StoredRows<'a> {
             row_bytes,
             rows,
             permuted_heads,
+            scales: None,
         })
+    }
+
+    /// The same rows scaled per `block` by `bytes` (f32 `[ceil(rows / block.0),
+    /// ceil(cols / block.1)]`, checked); for rows read from their first.
+    pub(crate) fn with_block_scales(
+        mut self,
+        bytes: Cow<'a, [u8]>,
+        cols: usize,
+        block: (usize, usize),
+    ) -> Option<Self> {
+        let (bh, bw) = (block.0.max(1), block.1.max(1));
+        let grid_cols = cols.div_ceil(bw);
+        let want = self
+            .rows
+            .div_ceil(bh)
+            .checked_mul(grid_cols)?
+            .checked_mul(4)?;
+        if bytes.len() != want || self.permuted_heads.is_some() {
+            return None;
+        }
+        self.scales = Some(BlockScales {
+            bytes,
+            grid_cols,
+            block: (bh, bw),
+        });
+        Some(self)
+    }
+
+    /// For block-scaled rows: the scales of logical row `r`'s block row, written into `out`,
+    /// and the block width.
+    pub fn block_scales(&self, r: usize, out: &mut Vec<f32>) -> Option<usize> {
+        let s = self.scales.as_ref()?;
+        let at = (r / s.block.0) * s.grid_cols * 4;
+        let bytes = s.bytes.get(at..at + s.grid_cols * 4)?;
+        out.clear();
+        out.extend(
+            bytes
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|b| f32::from_le_bytes(*b)),
+        );
+        Some(s.block.1)
+    }
+
+    /// The column width of a scale block (0 when there are none).
+    pub fn block_scales_width(&self) -> usize {
+        self.scales.as_ref().map_or(0, |s| s.block.1)
+    }
+
+    /// Rows that share one set of block scales (1 when there are none).
+    pub fn scale_rows(&self) -> usize {
+        self.scales.as_ref().map_or(1, |s| s.block.0)
     }
 
     /// Number of logical rows.
