@@ -90,9 +90,34 @@ pub fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<
     Ok(())
 }
 
+/// Whether the files of the model at `path` are more than half this machine's memory: its pages
+/// are then dropped after each weight is used, so a model larger than memory (DeepSeek-V3 is 700
+/// GB) keeps about one weight mapped instead of pushing everything else out.
+fn larger_than_memory(path: &Path, config: Option<&Path>) -> bool {
+    let bytes: u64 = wharf_converters::AnySource::open_with_config(path, config)
+        .map(|s| {
+            s.paths()
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let kb = m
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?;
+        kb.parse::<u64>().ok().map(|k| k * 1024)
+    });
+    total.is_some_and(|t| bytes > t / 2)
+}
+
 pub fn run(args: Args) -> Result<()> {
     let config = args.config.as_deref();
-    let model = open_with_config(&args.model, config)?;
+    let mut model = open_with_config(&args.model, config)?;
+    model.release_pages(larger_than_memory(&args.model, config));
     let places = tokenizer_places(&args.model, config);
     let ids = resolve_ids(&args.input, None, &places)?;
     let t0 = Instant::now();

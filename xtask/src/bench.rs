@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--size-gb N] [--only 2,6]`, or `bench --deepseek [--kimi]` (the
+//! `cargo xtask bench [--quick] [--size-gb N] [--only 2,6]`, or `bench --deepseek [--model M]` (the
 //! real DeepSeek-V3 shapes, see [`deepseek`]): wharf's throughput and peak RSS as ratios against
 //! reference tools run side by side on generated inputs (`xtask/scripts/bench.py`).
 //!
@@ -65,21 +65,24 @@ pub fn bench(args: &[String]) -> Result<()> {
     run(&mut cmd)
 }
 
-/// `bench --deepseek [--kimi] [--only LABELS]`: every path on a checkpoint of DeepSeek-V3's
-/// real shapes (`xtask/scripts/bench_deepseek.py`), generated once into
+/// `bench --deepseek [--model v3|kimi-k2|dense] [--only LABELS]`: every path on a checkpoint of
+/// DeepSeek-V3's real shapes (`xtask/scripts/bench_deepseek.py`), generated once into
 /// `target/bench-deepseek/` (about 32 GB; the outputs need about 30 GB more).
 fn deepseek(args: &[String]) -> Result<()> {
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--kimi" => rest.push(a.clone()),
+            "--model" => match it.next() {
+                Some(m) => rest.extend(["--model".to_owned(), m.clone()]),
+                None => bail!("--model needs v3, kimi-k2 or dense"),
+            },
             "--only" => match it.next() {
                 Some(s) => rest.extend(["--only".to_owned(), s.clone()]),
                 None => bail!("--only needs command labels, comma-separated"),
             },
             other => bail!(
-                "unknown bench argument {other:?} (usage: bench --deepseek [--kimi] [--only LABELS])"
+                "unknown bench argument {other:?} (usage: bench --deepseek [--model v3|kimi-k2|dense] [--only LABELS])"
             ),
         }
     }

@@ -211,7 +211,11 @@ impl Encoder for MlxPlan {
             .get(&meta.name)
             .ok_or_else(|| format!("no MLX job for `{}`", meta.name))?;
         let Some(v) = v else {
-            out.append(&mut self.take(job, *part));
+            let mut kept = self.take(job, *part);
+            match out.is_empty() {
+                true => std::mem::swap(out, &mut kept), // handed on as it is, not copied
+                false => out.append(&mut kept),
+            }
             return Ok(());
         };
         let mut q = self.quantize(job, v)?;

@@ -23,6 +23,12 @@ use super::make::{Maker, is_raw};
 use super::{CHUNK, Encoder, Planned, read};
 use crate::error::{Error, ErrorKind, Result, from_core};
 
+/// Written buffers kept for the maker to reuse, at most.
+const SPARE_BUFFERS: usize = 4;
+
+/// Largest buffer kept for reuse: a row block's bytes (8 Mi values as f32) with room to spare.
+const SPARE_CAPACITY: usize = 40 << 20;
+
 /// What the maker hands the writer, in plan order.
 enum Msg<'s> {
     /// The next bytes of the current tensor.
@@ -46,7 +52,7 @@ pub(super) fn run(
     block_values: usize,
 ) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel(1);
-    let (spare_tx, spare_rx) = mpsc::channel();
+    let (spare_tx, spare_rx) = mpsc::sync_channel(SPARE_BUFFERS);
     let (ahead_tx, ahead_rx) = mpsc::channel();
     let (read_tx, read_rx) = mpsc::channel();
     let raw: Vec<bool> = plan.iter().map(|p| is_raw(src, encoder, p)).collect();
@@ -105,7 +111,7 @@ fn write_all<'s>(
     sink: &mut dyn TensorSink,
     progress: &mut dyn FnMut(usize),
     rx: Receiver<Msg<'s>>,
-    spare: &Sender<Vec<u8>>,
+    spare: &SyncSender<Vec<u8>>,
 ) -> Result<()> {
     for (i, p) in plan.iter().enumerate() {
         let name = p.meta.name.as_str();
@@ -117,7 +123,11 @@ fn write_all<'s>(
                         w.map_err(|e| from_core(e).in_tensor(name))?;
                     }
                     if let Cow::Owned(buf) = bytes {
-                        let _ = spare.send(buf);
+                        // Kept for reuse only while few and block-sized: a buffer that once held
+                        // a whole tensor's scales would otherwise stay that large.
+                        if buf.capacity() <= SPARE_CAPACITY {
+                            let _ = spare.try_send(buf);
+                        }
                     }
                 }
                 Ok(Msg::Done) => break,

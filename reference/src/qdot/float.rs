@@ -8,21 +8,19 @@
 
 use super::{Acc, LANES, dispatch, f16_at, fold, mac};
 
-/// An E4M3FN code as f32, computed (the lane loop vectorises where a table lookup would not):
-/// sign, then `2^(e-7) * (1 + m/8)` for e > 0, `m * 2^-9` for e = 0, NaN for `S.1111.111`.
+/// An E4M3FN code as f32, computed (a table lookup would not vectorise): sign, then
+/// `2^(e-7) * (1 + m/8)` for e > 0, `m * 2^-9` for e = 0, NaN for `S.1111.111`. Both values are
+/// computed and one selected, so the lane loop has no branch.
 #[inline(always)]
 fn e4m3(b: u8) -> f32 {
     let b = u32::from(b);
-    let sign = (b & 0x80) << 24;
     let (e, m) = ((b >> 3) & 0xf, b & 0x7);
-    let bits = if e == 0 {
-        (m as f32 * (1.0 / 512.0)).to_bits()
-    } else if e == 0xf && m == 0x7 {
-        0x7fc0_0000
-    } else {
-        ((e + 120) << 23) | (m << 20)
-    };
-    f32::from_bits(sign | bits)
+    let normal = ((e + 120) << 23) | (m << 20);
+    // Through i32: AVX2 converts signed integers only.
+    let subnormal = ((m as i32) as f32 * (1.0 / 512.0)).to_bits();
+    let bits = if e == 0 { subnormal } else { normal };
+    let bits = if b & 0x7f == 0x7f { 0x7fc0_0000 } else { bits };
+    f32::from_bits(((b & 0x80) << 24) | bits)
 }
 
 #[inline(always)]
@@ -75,12 +73,14 @@ fn fp8_block_row_body(row: &[u8], scales: &[f32], width: usize, x: &[f32]) -> f3
     let (xc, xt) = x[..n].as_chunks::<LANES>();
     let mut acc = Acc::default();
     for (c, (w, x)) in wc.iter().zip(xc).enumerate() {
-        // A run of 32 never straddles two blocks of a width that is a multiple of 32.
-        let s = scale(c * LANES);
+        // The codes decoded into lanes first, then scaled: written as one closure over `w`, the
+        // decode did not vectorise (3.2 ns a weight against 0.23).
+        let d: [f32; LANES] = std::array::from_fn(|l| e4m3(w[l]));
         if width.is_multiple_of(LANES) {
-            mac(&mut acc, x, |l| e4m3(w[l]) * s);
+            let s = scale(c * LANES); // a run of 32 never straddles two blocks
+            mac(&mut acc, x, |l| d[l] * s);
         } else {
-            mac(&mut acc, x, |l| e4m3(w[l]) * scale(c * LANES + l));
+            mac(&mut acc, x, |l| d[l] * scale(c * LANES + l));
         }
     }
     let done = wc.len() * LANES;

@@ -23,7 +23,12 @@ V3 = dict(hidden=7168, ffn=18432, moe_ffn=2048, experts=256, top_k=8, heads=128,
           kv_lora=512, nope=128, rope=64, v=128, vocab=129280, n_group=8, topk_group=4)
 # Kimi-K2's shape on the same architecture: 384 experts, 64 heads, 163840 tokens, one group.
 KIMI_K2 = dict(V3, experts=384, heads=64, vocab=163840, n_group=1, topk_group=1)
+# The dense model of the same size as V3's dense + MoE layers: two dense layers whose FFN holds as
+# many weights as a dense FFN plus 257 experts of 2048 (one MoE layer's routed and shared).
+DENSE_SAME_SIZE = dict(V3, ffn=(18432 + 257 * 2048) // 2 // 128 * 128)
 SHARD = 4_300_000_000
+# Bumped when what `write` produces changes (the bench regenerates a checkpoint on a new version).
+VERSION = 1
 
 
 def tensors(s, dense=1, moe=1, mtp=1):
