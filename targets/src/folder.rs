@@ -84,6 +84,8 @@ pub struct FolderJob<'a> {
     view: QuantizedView<'a>,
     kind: Kind,
     source_dir: PathBuf,
+    /// Largest shard ([`SHARD_BYTES`]).
+    shard_bytes: u64,
 }
 
 impl std::fmt::Debug for FolderJob<'_> {
@@ -114,10 +116,17 @@ pub fn plan(src: &AnySource, scheme: FolderScheme) -> Result<FolderJob<'_>> {
         view,
         kind,
         source_dir: dir,
+        shard_bytes: SHARD_BYTES,
     })
 }
 
 impl FolderJob<'_> {
+    /// Shards of at most `bytes` (tests make several shards of a small model).
+    pub fn with_shard_bytes(mut self, bytes: u64) -> Self {
+        self.shard_bytes = bytes;
+        self
+    }
+
     fn tensors(&self) -> &[Planned] {
         match &self.kind {
             Kind::Fp8(p) => &p.tensors,
@@ -142,7 +151,7 @@ impl FolderJob<'_> {
         progress: Progress<'_>,
     ) -> Result<()> {
         let metas = self.metas();
-        let shards = plan_shards(&metas, SHARD_BYTES)?;
+        let shards = plan_shards(&metas, self.shard_bytes)?;
         let (format, config, index) = match &self.kind {
             Kind::Fp8(p) => ("pt", &p.config, None),
             Kind::Mlx(p) => ("mlx", &p.config, Some(p.index_json(&shards.shards)?)),
@@ -150,6 +159,9 @@ impl FolderJob<'_> {
         };
         let meta = BTreeMap::from([("format".to_owned(), format.to_owned())]);
         let mut w = ShardedWriter::new(out, shards, meta);
+        if index.is_some() {
+            w = w.without_index(); // written below, in the scheme's own format
+        }
         if let Some(t) = taps {
             w = w.with_taps(t);
         }

@@ -239,6 +239,8 @@ pub struct ShardedWriter {
     next_shard: usize,
     open: Option<SafetensorsWriter>,
     tap_factory: Option<TapFactory>,
+    /// Whether [`TensorSink::finish`] writes the index of a plan of several shards.
+    index: bool,
 }
 
 impl std::fmt::Debug for ShardedWriter {
@@ -264,7 +266,14 @@ impl ShardedWriter {
             next_shard: 0,
             open: None,
             tap_factory: None,
+            index: true,
         }
+    }
+
+    /// Leaves the index to the caller (a format with an index of its own, as mlx-lm's).
+    pub fn without_index(mut self) -> Self {
+        self.index = false;
+        self
     }
 
     /// Calls `factory(file_name)` for each file written (shards and index) to get its tap.
@@ -342,7 +351,7 @@ impl TensorSink for ShardedWriter {
                 w.commit()?;
             }
         }
-        if self.plan.shards.len() > 1 {
+        if self.index && self.plan.shards.len() > 1 {
             let path = self.dir.join(INDEX_FILE);
             let mut f = AtomicFile::create(&path)?;
             if let Some(factory) = self.tap_factory.as_mut() {

@@ -11,6 +11,7 @@ ceil(in/128)]`; embeddings, `lm_head`, norms and the router stay BF16, the route
 """
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -167,7 +168,8 @@ def write(d, s, layers=(1, 1, 1), seed=0):
 
 
 def without_mtp(src, dst):
-    """`src` without its MTP module: the other shards linked, index and config rewritten."""
+    """`src` without its MTP module: the other shards hard-linked (wharf refuses symbolic links
+    inside a model folder), index and config rewritten."""
     src, dst = Path(src).resolve(), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     config = json.loads((src / "config.json").read_text())
@@ -178,7 +180,7 @@ def without_mtp(src, dst):
     assert not any(k.startswith(prefix) for k in kept), "MTP tensors share a shard with others"
     for f in sorted(set(kept.values())):
         (dst / f).unlink(missing_ok=True)
-        (dst / f).symlink_to(src / f)
+        os.link(src / f, dst / f)
     total = sum((src / f).stat().st_size for f in set(kept.values()))
     (dst / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
                                                                    "weight_map": kept}, indent=2))
