@@ -111,7 +111,9 @@ def llama_gen(py, model):
 
 
 def generation(exe, src, outs, lines):
-    """FP8 in place vs a Q8_0 GGUF of the same model (wharf), and that GGUF in llama.cpp."""
+    """FP8 in place vs a Q8_0 GGUF of the same model (wharf), and that GGUF in llama.cpp. `src`
+    is the checkpoint without its MTP module, so both are the same model of the same size (and
+    both fit in memory, where infer keeps pages mapped)."""
     q8 = outs / "q8.gguf"
     log("quantize gguf:Q8_0 (for generation)")
     sampled([exe, "quantize", src, "-o", q8, "--scheme", "gguf:Q8_0"], env=WENV)
@@ -123,7 +125,7 @@ def generation(exe, src, outs, lines):
     except Fail as e:
         ll = None
         lines.append(f"  llama.cpp could not run the Q8_0 GGUF: {str(e).strip().splitlines()[-1]}")
-    for label, r in [("wharf infer FP8 (HF, in place)", fp), ("wharf infer Q8_0 GGUF", q),
+    for label, r in [("wharf infer FP8 (HF, in place, no MTP)", fp), ("wharf infer Q8_0 GGUF", q),
                      ("llama.cpp Q8_0 GGUF", ll)]:
         if r:
             rows.append([label, f"{r[0]:.2f}", f"{r[1]:.2f}", f"{r[2]['anon'] / 1e9:.2f}",
@@ -165,7 +167,7 @@ def main():
     only = set(args.only.split(",")) if args.only else None
     gen_lines = []
     if args.model == "v3" and (not only or any("generation" in w for w in only)):
-        generation(exe, src, outs, gen_lines)
+        generation(exe, no_mtp, outs, gen_lines)
         print("\n".join(gen_lines), flush=True)
     rows, failed = [], []
     for label, inp, cmd, out in cmds:
