@@ -21,21 +21,28 @@ fn wharf(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// `deepseek_v3` with `num_hidden_layers` 2 and `num_nextn_predict_layers` 1.
-fn with_mtp(dir: &Path) -> PathBuf {
-    let src =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/fixtures/models/deepseek_v3");
-    let out = dir.join("ds_mtp");
-    std::fs::create_dir(&out).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
+/// A copy of the folder `src` at `out` with `edit` applied to its config.json.
+fn copy_with_config(src: &Path, out: &Path, edit: impl Fn(&mut Value)) {
+    std::fs::create_dir(out).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), out.join(e.file_name())).unwrap();
     }
     let mut c: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    c["num_hidden_layers"] = 2.into();
-    c["num_nextn_predict_layers"] = 1.into();
+    edit(&mut c);
     std::fs::write(out.join("config.json"), c.to_string()).unwrap();
+}
+
+/// `deepseek_v3` with `num_hidden_layers` 2 and `num_nextn_predict_layers` 1.
+fn with_mtp(dir: &Path) -> PathBuf {
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/fixtures/models/deepseek_v3");
+    let out = dir.join("ds_mtp");
+    copy_with_config(&src, &out, |c| {
+        c["num_hidden_layers"] = 2.into();
+        c["num_nextn_predict_layers"] = 1.into();
+    });
     out
 }
 
@@ -121,14 +128,6 @@ fn the_mtp_module_is_named_kept_in_fp8_and_left_out_of_gguf_and_mlx() {
         std::fs::read(npy).unwrap()
     };
     let plain = dir.path().join("plain");
-    std::fs::create_dir(&plain).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), plain.join(e.file_name())).unwrap();
-    }
-    let mut c: Value =
-        serde_json::from_str(&std::fs::read_to_string(plain.join("config.json")).unwrap()).unwrap();
-    c["num_nextn_predict_layers"] = 0.into();
-    std::fs::write(plain.join("config.json"), c.to_string()).unwrap();
+    copy_with_config(&src, &plain, |c| c["num_nextn_predict_layers"] = 0.into());
     assert_eq!(logits(&src, "a.npy"), logits(&plain, "b.npy"));
 }
