@@ -225,3 +225,41 @@ fn a_pi5_bundle_lists_and_verifies_every_shard() {
     ]);
     assert!(!o.status.success());
 }
+
+/// A shard of another set put in place of one of this set's is refused, naming it.
+#[test]
+fn a_shard_of_another_set_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("deepseek_v3");
+    for (name, n) in [("a", "40"), ("b", "20")] {
+        let out = dir.path().join(format!("{name}.gguf"));
+        ok(&[
+            "quantize",
+            s(&src),
+            "-o",
+            s(&out),
+            "--scheme",
+            "gguf:Q8_0",
+            "--split-max-tensors",
+            n,
+        ]);
+    }
+    let shards = |p: &str| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(p))
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (shards("a-"), shards("b-"));
+    assert!(a.len() == 2 && b.len() > 2, "{a:?} {b:?}");
+    std::fs::copy(&b[1], &a[1]).unwrap();
+    let o = wharf(&["inspect", s(&a[0])]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("split.count") && err.contains(s(&a[1])),
+        "{err}"
+    );
+}

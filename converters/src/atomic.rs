@@ -133,7 +133,7 @@ pub struct AtomicFile {
     written: u64,
     /// `written` when writeback was last started.
     kicked: u64,
-    /// Renamed into place: the temp is gone, nothing to clean up.
+    /// Renamed into place, or handed to a [`Sealed`]: nothing left for this to clean up.
     committed: bool,
 }
 
@@ -262,11 +262,6 @@ impl Sealed {
         fs::rename(&self.tmp, &self.target).map_err(|e| Error::from(e).in_file(&self.target))?;
         self.done = true;
         sync_dir(parent_of(&self.target))
-    }
-
-    /// The final path.
-    pub fn target(&self) -> &Path {
-        &self.target
     }
 }
 

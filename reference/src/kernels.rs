@@ -129,18 +129,17 @@ fn in_place(
         reason: format!("stored {what} of row {r} missing"),
     };
     let (mut scales, mut scaled) = (Vec::new(), None);
+    let width = stored.block_scales_width();
     for (r, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
         let r = start + r;
         let row = stored.row(r).ok_or_else(|| missing("bytes", r))?;
-        let width = match kernel {
-            Fused::Fp8Block if scaled != Some(r / stored.scale_rows()) => {
-                scaled = Some(r / stored.scale_rows());
-                stored
-                    .block_scales(r, &mut scales)
-                    .ok_or_else(|| missing("scales", r))?
-            }
-            _ => stored.block_scales_width(),
-        };
+        // The scales of a 128-row block row, read once for its rows.
+        if matches!(kernel, Fused::Fp8Block) && scaled != Some(r / stored.scale_rows()) {
+            scaled = Some(r / stored.scale_rows());
+            stored
+                .block_scales(r, &mut scales)
+                .ok_or_else(|| missing("scales", r))?;
+        }
         for (v, xrow) in o.iter_mut().zip(x.chunks_exact(cols)) {
             *v = match kernel {
                 Fused::Row(k) => k(row, xrow),

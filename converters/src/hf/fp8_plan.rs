@@ -19,13 +19,12 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
-use wharf_core::cast::encode_f32;
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::Elements;
 use wharf_quantizers::fp8::{self, Fp8Format, Fp8Options, block_grid};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Encoder, Planned, Slicing, refusal};
+use crate::pipeline::{Encoder, Planned, Slicing, append_encoded, refusal};
 
 /// The FP8 layouts wharf writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,13 +194,7 @@ impl Encoder for Fp8Plan {
             (Part::Scales(_, job), Some(v)) => job.run(v, rows.len(), &mut vec![0u8; v.len()])?,
             (Part::Codes(_), None) => return Err("FP8 codes need their values".into()),
         };
-        out.resize(
-            meta.dtype
-                .row_bytes(scales.len() as u64)
-                .map_err(|e| e.to_string())? as usize,
-            0,
-        );
-        encode_f32(meta.dtype, &scales, out).map_err(|e| e.to_string())
+        append_encoded(meta.dtype, &scales, out)
     }
 }
 

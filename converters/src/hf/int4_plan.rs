@@ -17,14 +17,13 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
-use wharf_core::cast::encode_f32;
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::Elements;
 use wharf_quantizers::int4::{CtPacked, CtParams, quantize_pack};
 
 use super::fp8_plan::is_block_linear;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Encoder, Planned, Slicing, f32_values, refusal};
+use crate::pipeline::{Encoder, Planned, Slicing, append_encoded, f32_values, refusal};
 
 /// How one quantized weight is encoded.
 #[derive(Debug, Clone, Copy)]
@@ -180,12 +179,16 @@ impl Encoder for Int4Plan {
                 out.extend(packed.iter().flat_map(|x| x.to_le_bytes()));
                 self.keep(base, rows.start, q);
             }
-            (Part::Scale(_), None) => scale_bytes(meta, &self.take(base, |k| k.scale.take()), out)?,
+            (Part::Scale(_), None) => {
+                append_encoded(meta.dtype, &self.take(base, |k| k.scale.take()), out)?
+            }
             (Part::ZeroPoint(_), None) => {
                 let z = self.take(base, |k| k.zero_point.take());
                 out.extend(z.iter().flat_map(|x| x.to_le_bytes()));
             }
-            (Part::Scale(j), Some(v)) => scale_bytes(meta, &quantized(&j, v)?.weight_scale, out)?,
+            (Part::Scale(j), Some(v)) => {
+                append_encoded(meta.dtype, &quantized(&j, v)?.weight_scale, out)?
+            }
             (Part::ZeroPoint(j), Some(v)) => {
                 let z = quantized(&j, v)?.weight_zero_point.unwrap_or_default();
                 out.extend(z.iter().flat_map(|x| x.to_le_bytes()));
@@ -194,21 +197,6 @@ impl Encoder for Int4Plan {
         }
         Ok(())
     }
-}
-
-/// Scales in the scale tensor's dtype, appended to `out`.
-fn scale_bytes(
-    meta: &TensorMeta,
-    scales: &[f32],
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), String> {
-    let n = meta
-        .dtype
-        .row_bytes(scales.len() as u64)
-        .map_err(|e| e.to_string())? as usize;
-    let at = out.len();
-    out.resize(at + n, 0);
-    encode_f32(meta.dtype, scales, &mut out[at..]).map_err(|e| e.to_string())
 }
 
 /// `X` of `X.weight_packed`, `X.weight_scale`, `X.weight_zero_point`.

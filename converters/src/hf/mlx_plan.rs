@@ -13,13 +13,12 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use wharf_core::cast::encode_f32;
 use wharf_core::{DType, TensorMeta, TensorSource};
 use wharf_quantizers::Elements;
 use wharf_quantizers::mlx::{self, MlxParams};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{Encoder, Planned, Slicing, Transform, f32_values, refusal};
+use crate::pipeline::{Encoder, Planned, Slicing, Transform, append_encoded, f32_values, refusal};
 
 /// Re-lays one logical weight out of its source values (stacking is done by concatenation).
 type Relayout = std::sync::Arc<dyn Fn(&[f32]) -> Vec<f32> + Send + Sync>;
@@ -142,7 +141,7 @@ impl MlxPlan {
         }
         k.rows += rows.len();
         if let Some(s) = &mut k.scales {
-            encoded(job.dtype, &q.scales, s)?;
+            append_encoded(job.dtype, &q.scales, s)?;
         }
         if let Some(w) = &mut k.weight {
             w.extend(q.weight);
@@ -180,6 +179,13 @@ impl MlxPlan {
             kept.remove(&job.base);
         }
         bytes.unwrap_or_default()
+    }
+
+    /// Drops what was kept for `job`, once its packed words (written last) are made.
+    fn forget(&self, job: &Job) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.remove(&job.base);
+        }
     }
 }
 
@@ -220,10 +226,15 @@ impl Encoder for MlxPlan {
         };
         let mut q = self.quantize(job, v)?;
         match part {
-            Part::Weight => out.append(&mut q.weight),
-            Part::Scales => encoded(job.dtype, &q.scales, out)?,
+            Part::Weight => {
+                out.append(&mut q.weight);
+                if rows.end == job.rows {
+                    self.forget(job); // the last block of the packed words: nothing is kept
+                }
+            }
+            Part::Scales => append_encoded(job.dtype, &q.scales, out)?,
             Part::Biases => {
-                encoded(job.dtype, &q.biases, out)?;
+                append_encoded(job.dtype, &q.biases, out)?;
                 self.keep(job, &rows, q)?;
             }
         }
@@ -238,16 +249,6 @@ impl MlxPlan {
     pub(crate) fn keep_scales_at_most(&mut self, bytes: usize) {
         self.keep_scales = bytes;
     }
-}
-
-/// `values` in `dtype`, appended to `out`.
-fn encoded(dtype: DType, values: &[f32], out: &mut Vec<u8>) -> std::result::Result<(), String> {
-    let at = out.len();
-    let n = dtype
-        .row_bytes(values.len() as u64)
-        .map_err(|e| e.to_string())? as usize;
-    out.resize(at + n, 0);
-    encode_f32(dtype, values, &mut out[at..]).map_err(|e| e.to_string())
 }
 
 impl MlxPlan {

@@ -223,8 +223,8 @@ impl<'s, 'e> Maker<'s, 'e> {
                 let at = base + r.start..base + r.end;
                 let block =
                     block_of(src, &stock, meta, r.clone()).map_err(|e| e.in_tensor(name))?;
-                match (claimed, &block) {
-                    (Some(enc), _) => {
+                match claimed {
+                    Some(enc) => {
                         let mut out = self.buffer();
                         let values = block.elements();
                         enc.encode(&p.meta, at, Some(&values), &mut out)
@@ -232,12 +232,10 @@ impl<'s, 'e> Maker<'s, 'e> {
                         emit(Cow::Owned(out))?;
                     }
                     // Same storage: the stored bytes of these rows, as they are.
-                    (None, _)
-                        if meta.dtype == p.meta.dtype && !matches!(stock, Stock::Computed) =>
-                    {
+                    None if meta.dtype == p.meta.dtype && !matches!(stock, Stock::Computed) => {
                         emit(stored_rows(&stock, meta, r)?)?;
                     }
-                    (None, _) => self.floats(&p.meta, &f32_values(&block.elements()), emit)?,
+                    None => self.floats(&p.meta, &f32_values(&block.elements()), emit)?,
                 }
             }
             base += rows;

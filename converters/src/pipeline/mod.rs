@@ -19,11 +19,10 @@ mod read_tests;
 use std::borrow::Cow;
 use std::ops::Range;
 
-use wharf_core::cast::decode_f32;
 use wharf_core::{TensorMeta, TensorSink, TensorSource};
 use wharf_quantizers::{Elements, QuantError};
 
-use crate::error::{Error, ErrorKind, Result, from_core};
+use crate::error::{Result, from_core};
 
 /// A transformation applied to the f32 values of a tensor (row-major, outer-first shape).
 pub type Transform = Box<dyn Fn(&[f32]) -> Vec<f32> + Send + Sync>;
@@ -130,6 +129,21 @@ where
     }
 }
 
+/// `values` encoded as `dtype` (F32/F16/BF16) and appended to `out`: the scales and biases
+/// encoders write beside their codes.
+pub fn append_encoded(
+    dtype: wharf_core::DType,
+    values: &[f32],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    let at = out.len();
+    let n = dtype
+        .row_bytes(values.len() as u64)
+        .map_err(|e| e.to_string())? as usize;
+    out.resize(at + n, 0);
+    wharf_core::cast::encode_f32(dtype, values, &mut out[at..]).map_err(|e| e.to_string())
+}
+
 /// `values` as f32, borrowed when they already are.
 pub fn f32_values<'a>(values: &Elements<'a>) -> Cow<'a, [f32]> {
     match *values {
@@ -207,13 +221,7 @@ pub fn read_f32(src: &dyn TensorSource, name: &str) -> Result<Vec<f32>> {
     let n = meta.numel()? as usize;
     let bytes = src.bytes(name).map_err(from_core)?;
     let mut out = vec![0f32; n];
-    // GGML blocks (a quantized GGUF read for requantizing) decode through the codecs.
-    let decoded = if wharf_core::cast::decodes_to_f32(meta.dtype) {
-        decode_f32(meta.dtype, &bytes, &mut out).map_err(|e| e.to_string())
-    } else {
-        wharf_quantizers::ggml::dequantize(meta.dtype, &bytes, &mut out).map_err(|e| e.to_string())
-    };
-    decoded.map_err(|e| Error::new(ErrorKind::Unconvertible(e)).in_tensor(name))?;
+    make::decode(meta.dtype, &bytes, &mut out).map_err(|e| e.in_tensor(name))?;
     Ok(out)
 }
 

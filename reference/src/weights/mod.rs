@@ -138,9 +138,9 @@ impl<'a> StoredRows<'a> {
         Some(self)
     }
 
-    /// For block-scaled rows: the scales of logical row `r`'s block row, written into `out`,
-    /// and the block width.
-    pub fn block_scales(&self, r: usize, out: &mut Vec<f32>) -> Option<usize> {
+    /// For block-scaled rows: the scales of logical row `r`'s block row, written into `out`
+    /// (`None` when there are none).
+    pub fn block_scales(&self, r: usize, out: &mut Vec<f32>) -> Option<()> {
         let s = self.scales.as_ref()?;
         let at = (r / s.block.0) * s.grid_cols * 4;
         let bytes = s.bytes.get(at..at + s.grid_cols * 4)?;
@@ -152,7 +152,7 @@ impl<'a> StoredRows<'a> {
                 .iter()
                 .map(|b| f32::from_le_bytes(*b)),
         );
-        Some(s.block.1)
+        Some(())
     }
 
     /// The column width of a scale block (0 when there are none).
